@@ -1,0 +1,5 @@
+"""campaignbot: advocacy campaign notifier."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

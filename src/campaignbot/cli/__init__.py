@@ -1,0 +1,24 @@
+"""The `campaignbot` command line: one module per command group."""
+
+from __future__ import annotations
+
+import sys
+
+from campaignbot.cli.common import EXIT_FAILURE, cli, err_console
+
+# Each import registers its commands on `cli`.
+from campaignbot.cli import check, db, plan, preview, run, send, status, subscribers, web  # noqa: F401  # isort: skip
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        cli(prog_name="campaignbot")
+    except Exception as err:  # a bug: still one line, unless --debug asks for the traceback
+        if "--debug" in sys.argv[1:]:
+            raise
+        err_console.print(
+            f"error: internal error: {type(err).__name__}: {err}", markup=False, highlight=False
+        )
+        err_console.print("hint: run again with --debug for the traceback", markup=False)
+        sys.exit(EXIT_FAILURE)

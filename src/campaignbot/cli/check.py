@@ -1,0 +1,108 @@
+"""`campaignbot check`: validate settings, the campaign file and templates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import click
+
+from campaignbot.campaign import Campaign
+from campaignbot.cli.common import EXIT_INVALID, Context, cli, err_console, pass_context
+from campaignbot.errors import InvalidInputError, Problem
+
+#: A check takes the validated campaign (None if it failed) and returns problems.
+Check = Callable[[Context, Campaign | None], list[Problem]]
+
+
+def _check_templates(ctx: Context, campaign: Campaign | None) -> list[Problem]:
+    if campaign is None:
+        return []
+    from campaignbot.template_check import check_templates
+
+    return check_templates(ctx.settings, campaign)
+
+
+def _check_web_pages(ctx: Context, campaign: Campaign | None) -> list[Problem]:
+    """The public pages: template syntax and the per-language text catalogs."""
+    import tomllib
+
+    from jinja2 import Environment, TemplateSyntaxError
+
+    folder = ctx.settings.templates / "web"
+    if not folder.is_dir():
+        return [Problem(str(folder), "", "web page templates not found")]
+    problems = []
+    env = Environment(autoescape=True)
+    for path in sorted(folder.rglob("*.j2")):
+        try:
+            env.parse(path.read_text(encoding="utf-8"))
+        except TemplateSyntaxError as err:
+            problems.append(Problem(f"{path}:{err.lineno}", "", err.message or str(err)))
+    for path in sorted((folder / "i18n").glob("*.toml")):
+        try:
+            tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as err:
+            problems.append(Problem(str(path), "", f"invalid TOML: {err}"))
+    return problems
+
+
+def _check_database(ctx: Context, campaign: Campaign | None) -> list[Problem]:
+    """The database answers (read-only: migrations run at start, not here)."""
+    from campaignbot.cli.common import run_async
+    from campaignbot.database import open_database
+    from campaignbot.errors import CampaignbotError
+
+    async def ping() -> None:
+        db = open_database(ctx.settings.database_url)
+        try:
+            await db.ping()
+        finally:
+            await db.dispose()
+
+    try:
+        run_async(ping())
+    except CampaignbotError as err:
+        return [Problem("database", "", str(err))]
+    return []
+
+
+CHECKS: list[tuple[str, Check]] = [
+    ("database", _check_database),
+    ("templates", _check_templates),
+    ("web pages", _check_web_pages),
+]
+
+
+@cli.command()
+@pass_context
+def check(ctx: Context) -> None:
+    """Validate settings, the campaign file and every template; list all problems."""
+    problems: list[Problem] = []
+    click.echo(f"OK settings (config {ctx.settings.config}, database {_safe_url(ctx)})")
+    campaign: Campaign | None = None
+    try:
+        campaign = ctx.campaign()
+    except InvalidInputError as err:
+        problems.extend(err.problems or [Problem(str(ctx.settings.config), "", str(err))])
+    else:
+        click.echo(f"OK {ctx.settings.config}: {len(campaign.events)} events")
+    for name, run_check in CHECKS:
+        found = run_check(ctx, campaign)
+        problems.extend(found)
+        if campaign is not None and not found:
+            click.echo(f"OK {name}")
+    for problem in problems:
+        err_console.print(str(problem), markup=False, highlight=False)
+    if problems:
+        err_console.print(f"{len(problems)} problem(s) found", markup=False)
+        raise click.exceptions.Exit(EXIT_INVALID)
+
+
+def _safe_url(ctx: Context) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(ctx.settings.database_url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparsable CAMPAIGNBOT_DATABASE_URL>"

@@ -1,0 +1,86 @@
+"""`campaignbot plan`: the upcoming alerts in due order."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.table import Table
+
+from campaignbot.campaign import Campaign
+from campaignbot.cli.common import (
+    Context,
+    cli,
+    handle_errors,
+    open_store,
+    parse_time,
+    pass_context,
+    run_async,
+    table_console,
+)
+from campaignbot.planning import PlannedAlert, plan_alerts
+
+
+def audience_sizes(ctx: Context, campaign: Campaign) -> dict[str, int]:
+    """Matching active subscribers per event id."""
+    from campaignbot.subscriber_store import SubscriberStore
+
+    async def count() -> dict[str, int]:
+        async with open_store(ctx) as db:
+            store = SubscriberStore(db)
+            return {
+                event.id: await store.count_audience(event.audience) for event in campaign.events
+            }
+
+    return run_async(count())
+
+
+@cli.command()
+@click.option("--from", "since", metavar="T", help="Start (ISO 8601; default now).")
+@click.option("--until", metavar="T", help="End (ISO 8601; default: no end).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
+@pass_context
+@handle_errors
+def plan(ctx: Context, since: str | None, until: str | None, as_json: bool) -> None:
+    """Show upcoming alerts: due time (UTC and event local), event, reminder, audience."""
+    start = parse_time(since, param="--from") if since else ctx.now()
+    end = parse_time(until, param="--until") if until else None
+    campaign = ctx.campaign()
+    alerts = plan_alerts(campaign, since=start, until=end)
+    sizes = audience_sizes(ctx, campaign)
+    if as_json:
+        click.echo(json.dumps([_as_json(a, sizes) for a in alerts], indent=2))
+        return
+    _print_table(alerts, sizes, start)
+
+
+def _as_json(alert: PlannedAlert, sizes: dict[str, int]) -> dict[str, object]:
+    return {
+        "event": alert.event_id,
+        "reminder": alert.reminder,
+        "due_utc": alert.due_utc.isoformat(),
+        "due_local": alert.due_local.isoformat(),
+        "audience": sizes.get(alert.event_id, 0),
+    }
+
+
+def _print_table(alerts: list[PlannedAlert], sizes: dict[str, int], start: object) -> None:
+    console = table_console()
+    if not alerts:
+        console.print("No alerts due in that range.")
+        return
+    table = Table(title=f"{len(alerts)} upcoming alerts")
+    table.add_column("due (UTC)", no_wrap=True)
+    table.add_column("due (event local)", no_wrap=True)
+    table.add_column("event", no_wrap=True)
+    table.add_column("reminder", justify="right", min_width=8)
+    table.add_column("audience", justify="right", min_width=8)
+    for alert in alerts:
+        table.add_row(
+            f"{alert.due_utc:%Y-%m-%d %H:%M}",
+            f"{alert.due_local:%Y-%m-%d %H:%M %Z}",
+            alert.event_id,
+            alert.reminder,
+            str(sizes.get(alert.event_id, 0)),
+        )
+    console.print(table)

@@ -1,0 +1,98 @@
+"""`campaignbot preview`: render one alert email to stdout."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage, MIMEPart
+
+import click
+
+from campaignbot.campaign import Campaign, Event
+from campaignbot.cli.common import Context, cli, handle_errors, pass_context
+from campaignbot.errors import InvalidInputError
+from campaignbot.render import Recipient, Renderer, template_locales
+from campaignbot.tokens import LinkSigner
+
+
+def _event(campaign: Campaign, event_id: str) -> Event:
+    try:
+        return campaign.event(event_id)
+    except KeyError as err:
+        raise InvalidInputError(str(err.args[0])) from None
+
+
+def _reminder(event: Event, reminder: str | None) -> str:
+    labels = [offset.label for offset in event.reminders]
+    if reminder is None:
+        return labels[0] if labels else "0"
+    if reminder not in labels:
+        known = ", ".join(labels) or "none"
+        raise InvalidInputError(
+            f"unknown reminder {reminder!r} for event {event.id!r} (known: {known})"
+        )
+    return reminder
+
+
+def _locale(ctx: Context, campaign: Campaign, locale: str | None) -> str:
+    known = list(dict.fromkeys([*campaign.locales, *template_locales(ctx.settings.templates)]))
+    if locale is None:
+        return campaign.campaign.default_locale
+    if locale not in known:
+        raise InvalidInputError(f"unknown locale {locale!r} (known: {', '.join(known)})")
+    return locale
+
+
+def _as_text(msg: EmailMessage) -> str:
+    body = msg.get_body(("plain",))
+    text = body.get_content() if isinstance(body, MIMEPart) else ""
+    headers = "".join(f"{name}: {msg[name]}\n" for name in ("Subject", "From", "To"))
+    return f"{headers}\n{text}"
+
+
+def _as_html(msg: EmailMessage) -> str:
+    body = msg.get_body(("html",))
+    return str(body.get_content()) if isinstance(body, MIMEPart) else ""
+
+
+@cli.command()
+@click.argument("event_id", metavar="EVENT")
+@click.option("--reminder", "-r", metavar="R", help="Reminder offset, e.g. 1d (default: first).")
+@click.option("--locale", "-l", metavar="L", help="Locale (default: the campaign's default).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "html", "eml"]),
+    default="text",
+    show_default=True,
+    help="Headers and plain text, the HTML part, or the whole message.",
+)
+@pass_context
+@handle_errors
+def preview(
+    ctx: Context, event_id: str, reminder: str | None, locale: str | None, fmt: str
+) -> None:
+    """Render the alert email for EVENT as a sample subscriber would get it."""
+    campaign = ctx.campaign()
+    event = _event(campaign, event_id)
+    label = _reminder(event, reminder)
+    lang = _locale(ctx, campaign, locale)
+    settings = ctx.settings
+    renderer = Renderer(
+        settings.templates,
+        campaign,
+        signer=LinkSigner.from_settings(settings),
+        public_url=settings.public_url,
+    )
+    sample = Recipient(
+        id=0,
+        email="subscriber@example.org",
+        name="Sample Subscriber",
+        locale=lang,
+        timezone=campaign.campaign.timezone.key,
+    )
+    msg = renderer.render_alert(event, label, sample, now=ctx.now())
+    if fmt == "eml":
+        click.echo(msg.as_bytes(), nl=False)
+    elif fmt == "html":
+        click.echo(_as_html(msg), nl=False)
+    else:
+        click.echo(_as_text(msg), nl=False)

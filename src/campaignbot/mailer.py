@@ -1,0 +1,416 @@
+"""Mail transports: a pooled SMTP client (aiosmtplib) and a Maildir outbox."""
+
+from __future__ import annotations
+
+import asyncio
+import email.message
+import logging
+import mailbox
+import re
+import socket
+import ssl
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from aiosmtplib import (
+    SMTP,
+    SMTPDataError,
+    SMTPException,
+    SMTPResponse,
+    SMTPResponseException,
+    SMTPServerDisconnected,
+)
+
+from campaignbot.errors import DeliveryError
+from campaignbot.mime import as_file, as_wire
+from campaignbot.settings import SMTPSettings, TLSMode
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+#: what a transport sends: a message, or its bytes as `mime.as_wire` makes them
+Message = email.message.EmailMessage | bytes
+
+#: a pooled connection idle this long is reopened rather than trusted (servers drop idle clients)
+IDLE_RECONNECT_S = 60.0
+
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+_NOT_BARE = re.compile(r"[\x00-\x20\x7f<>]")
+
+
+class Transport(Protocol):
+    """Hands one rendered message to one recipient."""
+
+    #: where mail goes, for logs and `check`; never contains a secret
+    description: str
+
+    async def send(self, message: Message, *, sender: str, recipient: str) -> str:
+        """Deliver `message` to `recipient`; return the server's reply; raise DeliveryError.
+
+        `message` is an EmailMessage (its Bcc is left out) or the finished message
+        bytes with CRLF line ends, not dot-stuffed (see `mime.as_wire`)."""
+        ...
+
+    async def check(self) -> None:
+        """Raise DeliveryError unless mail can be handed over right now."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections; the transport is not used afterwards."""
+        ...
+
+
+class RateLimiter:
+    """Token bucket allowing `rate_per_s` acquisitions per second with bursts of `burst`.
+
+    Implemented as its equivalent GCRA ("virtual scheduling"): each caller reserves the
+    next free slot, so concurrent callers queue fairly and nobody polls.
+    """
+
+    def __init__(self, rate_per_s: float, *, burst: float = 1.0, clock: Clock = time.monotonic):
+        if rate_per_s <= 0 or burst < 1:
+            raise ValueError("rate_per_s must be > 0 and burst >= 1")
+        self._interval_s = 1.0 / rate_per_s
+        self._tolerance_s = (burst - 1.0) * self._interval_s
+        self._clock = clock
+        self._next_s: float | None = None  # theoretical arrival time of the next token
+
+    def reserve(self) -> float:
+        """Take one token; return how many seconds the caller must wait before using it."""
+        now = self._clock()
+        arrival = now if self._next_s is None else max(self._next_s, now)
+        self._next_s = arrival + self._interval_s
+        return max(0.0, arrival - self._tolerance_s - now)
+
+    async def acquire(self) -> None:
+        """Wait until a token is available and take it."""
+        delay_s = self.reserve()
+        if delay_s > 0:
+            await asyncio.sleep(delay_s)
+
+
+class _Connection:
+    __slots__ = ("last_used", "smtp")
+
+    def __init__(self, smtp: SMTP, now: float) -> None:
+        self.smtp = smtp
+        self.last_used = now
+
+
+class _StaleConnectionError(Exception):
+    """A reused connection died before the server answered anything: retry on a new one."""
+
+
+class SMTPTransport:
+    """At most `max_connections` reused SMTP connections, one message per transaction."""
+
+    def __init__(
+        self,
+        settings: SMTPSettings,
+        *,
+        clock: Clock = time.monotonic,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if not settings.host:
+            raise ValueError("SMTPTransport needs settings.host")
+        self._settings = settings
+        self._where = f"{settings.host}:{settings.port}"
+        self._clock = clock
+        self._tls_context = tls_context
+        self._local_hostname: str | None = None
+        self._limiter = (
+            RateLimiter(settings.rate_limit, clock=clock) if settings.rate_limit > 0 else None
+        )
+        # LIFO so a warm connection is preferred; None marks a slot not yet connected.
+        self._slots: asyncio.LifoQueue[_Connection | None] = asyncio.LifoQueue()
+        for _ in range(settings.max_connections):
+            self._slots.put_nowait(None)
+        self._last_ok: float | None = None
+        self._closed = False
+        rate = f", {settings.rate_limit:g} msg/s" if self._limiter else ""
+        self.description = (
+            f"smtp://{self._where} ({settings.tls.value}, "
+            f"{settings.max_connections} connections{rate})"
+        )
+
+    async def send(self, message: Message, *, sender: str, recipient: str) -> str:
+        """Send one message in its own transaction; return the server's final reply."""
+        _check_addresses(self._where, sender, recipient)
+        data = _smtp_payload(message)
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        conn = await self._slots.get()
+        try:
+            if self._closed:
+                raise DeliveryError(f"{self._where}: transport is closed")
+            conn = self._keep_if_usable(conn)
+            if conn is not None:
+                try:
+                    return await self._transact(conn, data, sender, recipient, reused=True)
+                except _StaleConnectionError:
+                    conn = None
+            conn = await self._open()
+            return await self._transact(conn, data, sender, recipient, reused=False)
+        finally:
+            self._release(conn)
+
+    async def check(self) -> None:
+        """Connect (or NOOP on an idle connection); fine when every connection is busy sending."""
+        if self._slots.empty() and self._recently_ok():
+            return
+        try:
+            conn = await asyncio.wait_for(self._slots.get(), self._settings.timeout_s)
+        except TimeoutError as err:
+            raise DeliveryError(f"{self._where}: no connection free for health check") from err
+        try:
+            conn = self._keep_if_usable(conn)
+            if conn is not None:
+                try:
+                    await conn.smtp.noop()
+                    return
+                except BaseException as err:
+                    conn.smtp.close()
+                    if not isinstance(err, SMTPException | OSError):
+                        raise
+                    conn = None
+            conn = await self._open()
+        finally:
+            self._release(conn)
+
+    async def aclose(self) -> None:
+        """QUIT idle connections; connections in use are closed when they come back."""
+        self._closed = True
+        idle: list[_Connection | None] = []
+        while not self._slots.empty():
+            idle.append(self._slots.get_nowait())
+        for _ in idle:
+            self._slots.put_nowait(None)
+        await asyncio.gather(*(self._quit(conn) for conn in idle if conn is not None))
+
+    # -- pool -----------------------------------------------------------------
+
+    def _keep_if_usable(self, conn: _Connection | None) -> _Connection | None:
+        if conn is None:
+            return None
+        if conn.smtp.is_connected and self._clock() - conn.last_used < IDLE_RECONNECT_S:
+            return conn
+        conn.smtp.close()
+        return None
+
+    def _release(self, conn: _Connection | None) -> None:
+        """Give the slot back; a connection in an unknown state is closed, not reused."""
+        if conn is not None and (self._closed or not conn.smtp.is_connected):
+            conn.smtp.close()
+            conn = None
+        self._slots.put_nowait(conn)
+
+    def _recently_ok(self) -> bool:
+        return self._last_ok is not None and self._clock() - self._last_ok < IDLE_RECONNECT_S
+
+    async def _open(self) -> _Connection:
+        settings = self._settings
+        if self._local_hostname is None:
+            # aiosmtplib would otherwise resolve our FQDN in a thread on every connect
+            self._local_hostname = await asyncio.to_thread(socket.getfqdn)
+        smtp = SMTP(
+            hostname=settings.host,
+            port=settings.port,
+            username=settings.username,
+            password=settings.password.get_secret_value() if settings.password else None,
+            local_hostname=self._local_hostname,
+            timeout=settings.timeout_s,
+            use_tls=settings.tls is TLSMode.TLS,
+            start_tls=settings.tls is TLSMode.STARTTLS,  # True means required, not opportunistic
+            tls_context=self._tls_context,
+        )
+        try:
+            await smtp.connect()
+        except (SMTPException, OSError) as err:
+            smtp.close()
+            # Not the recipient's fault, so never permanent, even for a 5xx greeting or AUTH.
+            raise DeliveryError(
+                f"{self._where}: cannot connect: {_describe(err)}",
+                code=err.code if isinstance(err, SMTPResponseException) else None,
+            ) from err
+        logger.debug("%s: connected", self._where, extra={"action": "smtp_connected"})
+        return _Connection(smtp, self._clock())
+
+    async def _quit(self, conn: _Connection) -> None:
+        try:
+            await conn.smtp.quit(timeout=min(self._settings.timeout_s, 5.0))
+        except (SMTPException, OSError):
+            pass
+        finally:
+            conn.smtp.close()
+
+    # -- one transaction ----------------------------------------------------------
+
+    async def _transact(
+        self, conn: _Connection, data: bytes, sender: str, recipient: str, *, reused: bool
+    ) -> str:
+        """MAIL, RCPT, DATA step by step, so a failure knows whether the data was sent."""
+        smtp = conn.smtp
+        options, encoding = [], "ascii"
+        if not (sender.isascii() and recipient.isascii()):
+            if not smtp.supports_extension("smtputf8"):
+                raise DeliveryError(
+                    f"{self._where}: {recipient}: non-ASCII address, server lacks SMTPUTF8",
+                    permanent=True,
+                )
+            options, encoding = ["SMTPUTF8"], "utf-8"
+        phase = "MAIL"
+        try:
+            await smtp.mail(sender, options=options, encoding=encoding)
+            phase = "RCPT"
+            await smtp.rcpt(recipient, encoding=encoding)
+            phase = "DATA"
+            start = await smtp.execute_command(b"DATA")
+            if start.code != 354:
+                raise SMTPDataError(start.code, start.message)
+            phase = "message"
+            reply = await self._send_data(smtp, data)
+        except SMTPResponseException as err:
+            if phase == "MAIL" and reused and err.code == 421:  # it timed out our idle session
+                smtp.close()
+                raise _StaleConnectionError from err
+            # The server answered: the session is in a known state, so it can be reused.
+            await self._reset(conn)
+            raise DeliveryError(
+                f"{self._where}: {recipient}: {err.code} {_oneline(err.message)}",
+                code=err.code,
+                permanent=500 <= err.code <= 599,
+            ) from err
+        except ValueError as err:  # aiosmtplib refused an address
+            await self._reset(conn)
+            raise DeliveryError(
+                f"{self._where}: {recipient}: cannot send: {err}", permanent=True
+            ) from err
+        except (SMTPException, OSError) as err:  # disconnected or timed out, no reply
+            smtp.close()  # a read timeout leaves the session out of step
+            if phase == "MAIL" and reused and isinstance(err, SMTPServerDisconnected):
+                raise _StaleConnectionError from err
+            if phase == "message":
+                raise DeliveryError(
+                    f"{self._where}: {recipient}: no reply after the message data was sent, "
+                    f"it may have been delivered: {_describe(err)}",
+                    after_data=True,
+                ) from err
+            raise DeliveryError(
+                f"{self._where}: {recipient}: {_describe(err)} during {phase}"
+            ) from err
+        except BaseException:  # cancelled mid-transaction: the session state is unknown
+            smtp.close()
+            raise
+        conn.last_used = self._last_ok = self._clock()
+        return str(reply)
+
+    async def _send_data(self, smtp: SMTP, data: bytes) -> SMTPResponse:
+        # aiosmtplib's data() sends DATA and the message in one call, hiding whether a
+        # disconnect came before or after the content went out; the protocol's public
+        # write/read_response let us tell. `data` is already dot-stuffed and terminated.
+        protocol = smtp.protocol
+        if protocol is None:
+            raise SMTPServerDisconnected("Connection lost")
+        protocol.write(data)
+        reply = await protocol.read_response(timeout=self._settings.timeout_s)
+        if reply.code != 250:
+            raise SMTPDataError(reply.code, reply.message)
+        return reply
+
+    async def _reset(self, conn: _Connection) -> None:
+        if not conn.smtp.is_connected:  # e.g. after a 421, aiosmtplib has closed it
+            return
+        try:
+            await conn.smtp.rset()
+        except BaseException as err:
+            conn.smtp.close()
+            if not isinstance(err, SMTPException | OSError):
+                raise
+
+
+class MaildirTransport:
+    """Delivers into a local Maildir (the outbox when no SMTP host is set)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.description = f"maildir {path}"
+        self._lock = threading.Lock()  # mailbox.Maildir is not thread-safe
+        self._mailbox: mailbox.Maildir | None = None
+
+    async def send(self, message: Message, *, sender: str, recipient: str) -> str:
+        """Write the message with `Return-Path` and `Delivered-To`; return "maildir:<key>"."""
+        _check_addresses(str(self.path), sender, recipient)
+        envelope = f"Return-Path: <{sender}>\nDelivered-To: {recipient}\n".encode()
+        if isinstance(message, bytes):
+            data = envelope + message.replace(b"\r\n", b"\n")
+        else:
+            data = envelope + as_file(message)
+        try:
+            key = await asyncio.to_thread(self._add, data)
+        except (OSError, mailbox.Error) as err:
+            raise DeliveryError(f"{self.path}: {recipient}: cannot write: {err}") from err
+        return f"maildir:{key}"
+
+    async def check(self) -> None:
+        """Create the Maildir if needed and prove a file can be written into it."""
+        try:
+            await asyncio.to_thread(self._probe)
+        except OSError as err:
+            raise DeliveryError(f"{self.path}: not writable: {err}") from err
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+    def _box(self) -> mailbox.Maildir:
+        if self._mailbox is None:
+            self._mailbox = mailbox.Maildir(self.path, create=True)
+        return self._mailbox
+
+    def _add(self, data: bytes) -> str:
+        with self._lock:
+            return self._box().add(data)
+
+    def _probe(self) -> None:
+        with self._lock:
+            self._box()
+        with tempfile.TemporaryFile(dir=self.path / "tmp"):
+            pass
+
+
+def make_transport(smtp: SMTPSettings, maildir: Path) -> Transport:
+    """SMTP when a host is configured, else the Maildir outbox."""
+    if smtp.host:
+        return SMTPTransport(smtp)
+    return MaildirTransport(maildir)
+
+
+def _check_addresses(where: str, sender: str, recipient: str) -> None:
+    # aiosmtplib runs envelope addresses through parseaddr, which quietly turns
+    # "a@x>\r\nRCPT TO:<b@y" into "a@x": refuse anything but a bare address instead.
+    for address in (sender, recipient):
+        if _NOT_BARE.search(address):
+            raise DeliveryError(f"{where}: {address!r}: not a bare email address", permanent=True)
+
+
+def _smtp_payload(message: Message) -> bytes:
+    """The DATA content: CRLF lines (the policy writes every line with CRLF), dot-stuffed."""
+    data = message if isinstance(message, bytes) else as_wire(message)
+    if data.startswith(b".") or b"\n." in data:
+        data = _LEADING_DOT.sub(b"..", data)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    return data + b".\r\n"
+
+
+def _oneline(text: str) -> str:
+    return " ".join(text.split("\n"))
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, SMTPResponseException):
+        return f"{err.code} {_oneline(err.message)}"
+    return _oneline(str(err) or type(err).__name__)

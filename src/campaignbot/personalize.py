@@ -1,0 +1,231 @@
+"""Render once, personalise per subscriber: the fast path to a message's bytes.
+
+The templates of one alert are rendered once per (event, locale, time zone, ...)
+with *probe* values standing in for the subscriber's name and address and the
+three signed link tokens. The output is split at the probes, and each
+subscriber's message is made by joining the pieces with their own values (the
+name and address HTML-escaped in the HTML part, exactly as autoescaping would),
+then quoted-printable encoding the bodies, as the slow path does.
+
+That is only right when the templates just *print* those values. So the
+templates are rendered twice with two different probe sets (other lengths,
+letter case, characters that escaping, quoting or URL-encoding change) and the
+split outputs must be identical; and any other use of a value (a comparison,
+`|length`, `|upper`, a string method, `subscriber.id`) marks the probe as
+tainted. Either way `prepare` returns None and the caller renders each subscriber
+with the templates. Whether the name is empty is part of the cache key, so
+`{% if subscriber.name %}` works.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Self
+
+from markupsafe import escape
+
+#: the per-subscriber values the fast path fills in
+SLOTS = ("name", "email", "unsubscribe", "preferences", "calendar")
+#: slots whose value is a signed token inside a link (URL-safe: escaping leaves it alone)
+TOKENS = ("unsubscribe", "preferences", "calendar")
+#: slots printed HTML-escaped in the HTML part
+_ESCAPED = ("name", "email")
+
+
+class _Tracker:
+    """Set when a template does more with a probe than print it."""
+
+    tainted = False
+
+
+class _Probe(str):
+    """A string that notes every use except being printed (str(), concatenation)."""
+
+    _tracker: _Tracker
+
+    def __new__(cls, value: str, tracker: _Tracker) -> Self:
+        self = super().__new__(cls, value)
+        self._tracker = tracker
+        return self
+
+    def __bool__(self) -> bool:  # truthiness is part of the cache key, not a use
+        return str.__len__(self) > 0
+
+    __hash__ = str.__hash__
+
+
+def _tainting(name: str) -> Callable[..., Any]:
+    base = getattr(str, name)
+
+    def method(self: _Probe, *args: Any, **kwargs: Any) -> Any:
+        self._tracker.tainted = True
+        return base(self, *args, **kwargs)
+
+    method.__name__ = name
+    return method
+
+
+_UNTRACKED = {"__str__", "__new__", "__init__", "__hash__", "__bool__", "__repr__", "__format__"}
+_UNTRACKED |= {"__getattribute__", "__setattr__", "__delattr__", "__class__", "__dir__"}
+_UNTRACKED |= {"__init_subclass__", "__subclasshook__", "__reduce__", "__reduce_ex__"}
+_UNTRACKED |= {"__sizeof__", "__doc__", "__getnewargs__", "__getstate__"}
+for _name in dir(str):
+    if _name not in _UNTRACKED and callable(getattr(str, _name)):
+        setattr(_Probe, _name, _tainting(_name))
+
+
+class SubscriberProbe:
+    """`subscriber` in the probe render: name and email are probes, id is a use."""
+
+    def __init__(
+        self, name: str, email: str, locale: str, timezone: str, tracker: _Tracker
+    ) -> None:
+        self.name = name
+        self.email = email
+        self.locale = locale
+        self.timezone = timezone
+        self._tracker = tracker
+
+    @property
+    def id(self) -> int:
+        self._tracker.tainted = True
+        return 0
+
+
+@dataclass(frozen=True)
+class ProbeSet:
+    """The stand-ins of one probe render: the subscriber and the link tokens."""
+
+    subscriber: SubscriberProbe
+    tokens: Mapping[str, str]
+    tracker: _Tracker
+    #: slot -> the text the slot shows as in the subject and text part / HTML part
+    plain: Mapping[str, str]
+    html: Mapping[str, str]
+
+
+def _probes(variant: int, *, has_name: bool, locale: str, timezone: str) -> ProbeSet:
+    tracker = _Tracker()
+    tag = secrets.token_hex(6 + 3 * variant)  # two sets differ in length too
+    # letter case differs between the sets; & < ' " and é change under escaping,
+    # quoting and URL-encoding, so a transformed probe cannot go unnoticed
+    name = f"Nm{tag}\u00e9&<'\"q" if variant == 0 else f"nM{tag}\u00e9&<'\"Q"
+    email = f"eM{tag}&'x@probe.invalid" if variant == 0 else f"Em{tag}&'X@probe.invalid"
+    values = {"name": name if has_name else "", "email": email}
+    values |= {slot: f"cbT{slot[:2]}{tag}Zq" for slot in TOKENS}
+    if not has_name:
+        del values["name"]  # the empty name is printed as nothing: no slot
+    subscriber = SubscriberProbe(
+        _Probe(name, tracker) if has_name else "",
+        _Probe(email, tracker),
+        locale,
+        timezone,
+        tracker,
+    )
+    tokens = {slot: values[slot] for slot in TOKENS}
+    html = {slot: str(escape(v)) if slot in _ESCAPED else v for slot, v in values.items()}
+    return ProbeSet(subscriber, tokens, tracker, values, html)
+
+
+def probe(value: str, probes: ProbeSet) -> str:
+    """`value` (a link with a probe token) as a probe string."""
+    return _Probe(value, probes.tracker)
+
+
+Pieces = tuple[str, ...]  # literal, slot, literal, slot, ..., literal
+
+
+def split(text: str, forms: Mapping[str, str]) -> Pieces:
+    """`text` cut at every occurrence of a slot's form: literal and slot names alternate."""
+    found: list[tuple[int, str, str]] = []
+    for slot, form in forms.items():
+        start = text.find(form)
+        while start != -1:
+            found.append((start, slot, form))
+            start = text.find(form, start + len(form))
+    found.sort()
+    pieces: list[str] = []
+    pos = 0
+    for start, slot, form in found:
+        if start < pos:  # overlapping probes: cannot be a plain print
+            return ("", "", "", "")
+        pieces += [text[pos:start], slot]
+        pos = start + len(form)
+    pieces.append(text[pos:])
+    return tuple(pieces)
+
+
+def fill(pieces: Pieces, values: Mapping[str, str]) -> str:
+    """The text of `pieces` with each slot replaced by its value."""
+    if len(pieces) == 1:
+        return pieces[0]
+    out = list(pieces)
+    for i in range(1, len(out), 2):
+        out[i] = values[out[i]]
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Parts:
+    """Subject, text and HTML of one message shape, split at the subscriber's values."""
+
+    subject: Pieces
+    text: Pieces
+    html: Pieces
+
+    def render(self, values: Mapping[str, str]) -> tuple[str, str, str]:
+        """(subject, text, html) for one subscriber; `values` as printed (not escaped)."""
+        escaped = dict(values)
+        for slot in _ESCAPED:
+            escaped[slot] = str(escape(values[slot]))
+        return fill(self.subject, values), fill(self.text, values), fill(self.html, escaped)
+
+
+Render = Callable[[ProbeSet], tuple[str, str, str]]
+
+
+def prepare(render: Render, *, has_name: bool, locale: str, timezone: str) -> Parts | None:
+    """The split parts when `render` only prints the subscriber's values, else None.
+
+    `render` renders (subject, text, html) with the probe set's subscriber and
+    tokens; an exception means "use the slow path" (which reports it properly).
+    """
+    results: list[Parts] = []
+    for variant in (0, 1):
+        probes = _probes(variant, has_name=has_name, locale=locale, timezone=timezone)
+        try:
+            subject, text, html = render(probes)
+        except Exception:  # noqa: BLE001 - the slow path renders again and reports it
+            return None
+        if probes.tracker.tainted:
+            return None
+        results.append(
+            Parts(split(subject, probes.plain), split(text, probes.plain), split(html, probes.html))
+        )
+    if results[0] != results[1]:
+        return None
+    return results[0]
+
+
+def fill_bytes(pieces: tuple[bytes | str, ...], values: Mapping[str, bytes]) -> bytes:
+    """`pieces` (bytes literals and slot names) joined with `values` for the slots."""
+    return b"".join(values[p] if isinstance(p, str) else p for p in pieces)
+
+
+def split_bytes(data: bytes, markers: Mapping[str, bytes]) -> tuple[bytes | str, ...] | None:
+    """`data` cut at each marker (each must occur exactly once); None otherwise."""
+    found: list[tuple[int, str, bytes]] = []
+    for slot, marker in markers.items():
+        if data.count(marker) != 1:
+            return None
+        found.append((data.index(marker), slot, marker))
+    found.sort()
+    pieces: list[bytes | str] = []
+    pos = 0
+    for start, slot, marker in found:
+        pieces += [data[pos:start], slot]
+        pos = start + len(marker)
+    pieces.append(data[pos:])
+    return tuple(pieces)

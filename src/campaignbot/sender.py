@@ -1,0 +1,390 @@
+"""The sender: claims due deliveries, renders and hands them to the transport, records outcomes.
+
+Crash bound: a sender holds at most one claimed batch (`batch_size`) at a time and
+records outcomes every CHUNK_SIZE deliveries while it sends. After a crash (kill -9)
+only deliveries the server accepted but the ledger had not yet recorded can go out
+twice: never more than one batch, in practice about CHUNK_SIZE + 3 x MAX_CONNECTIONS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from campaignbot.backoff import Verdict, decide, retry_delay_s
+from campaignbot.campaign import Campaign, Event, Status
+from campaignbot.errors import DeliveryError
+from campaignbot.ledger import Claim, Failed, Ledger, Outcome, Retry, Sent, Skipped, Uncertain
+from campaignbot.mailer import Transport
+from campaignbot.mime import Wire
+from campaignbot.planning import event_deadline
+from campaignbot.render import Recipient, Renderer
+from campaignbot.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+#: the current renderer and campaign (the service swaps both on reload)
+RendererProvider = Callable[[], tuple[Renderer, Campaign]]
+#: called once per delivery with its outcome (the CLI's progress bar)
+OutcomeCallback = Callable[[Claim, Outcome], None]
+
+#: deliveries claimed (and at most in flight) at once; the crash duplicate bound
+BATCH_SIZE = 500
+#: subscribers' opt-out is re-read for this many deliveries right before sending them
+CHUNK_SIZE = 50
+#: the service loop looks for due work at least this often, even without a wake-up
+POLL_S = 5.0
+#: on stop, in-flight sends get this long to finish before they are abandoned (released)
+DRAIN_S = 6.0
+
+
+@dataclass
+class SenderStats:
+    """Counters since start, for /metrics and the CLI summary."""
+
+    sent: int = 0
+    failed: int = 0
+    uncertain: int = 0
+    retried: int = 0
+    skipped: int = 0
+    #: seconds each recent successful hand-over to the transport took
+    latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
+    last_sent_at: datetime | None = None
+
+    def count(self, outcome: Outcome) -> None:
+        if isinstance(outcome, Sent):
+            self.sent += 1
+        elif isinstance(outcome, Failed):
+            self.failed += 1
+        elif isinstance(outcome, Uncertain):
+            self.uncertain += 1
+        elif isinstance(outcome, Retry):
+            self.retried += 1
+        else:
+            self.skipped += 1
+
+
+def _chunks(items: Sequence[Claim], size: int) -> Iterator[Sequence[Claim]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _recipient(claim: Claim) -> Recipient:
+    return Recipient(claim.subscriber_id, claim.email, claim.name, claim.locale, claim.timezone)
+
+
+class _Batch:
+    """One claimed batch on its way through rendering, sending and recording."""
+
+    def __init__(self, claims: Sequence[Claim]) -> None:
+        self.claims = claims
+        self.outcomes: dict[int, Outcome] = {}
+        self.unflushed: list[Outcome] = []  # decided but not yet written to the ledger
+        self.consecutive_down = 0
+        self.down_error: DeliveryError | None = None
+
+    def unrecorded(self) -> list[int]:
+        return [c.delivery_id for c in self.claims if c.delivery_id not in self.outcomes]
+
+
+class Sender:
+    """Sends what the ledger says is due, with at most `max_connections` sends at once."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        transport: Transport,
+        renderer_provider: RendererProvider,
+        *,
+        clock: Clock,
+        settings: Settings,
+        batch_size: int = BATCH_SIZE,
+        poll_s: float = POLL_S,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self.ledger = ledger
+        self.transport = transport
+        self.stats = SenderStats()
+        self._provider = renderer_provider
+        self._clock = clock
+        self._smtp = settings.smtp
+        self._lease_s = settings.lease_s
+        self._batch_size = batch_size
+        self._poll_s = poll_s
+        self._rand = rand
+        self._wake = asyncio.Event()
+        #: alerts worked on since their completion was last checked (id -> key)
+        self._touched: dict[int, str] = {}
+
+    def wake(self) -> None:
+        """New work was fired: look for it now instead of at the next poll."""
+        self._wake.set()
+
+    # -- loops -------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """The service loop: send whatever is due until `stop` is set.
+
+        Sleeps until woken, until the next retry or expired lease is due, or `poll_s`.
+        On stop, in-flight sends finish (within DRAIN_S) and unsent claims are released.
+        """
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                await self.run_until_idle(stop=stop)
+                delay_s = await self._idle_delay_s()
+            except Exception:
+                # the database or a bug: log, wait, try again; leases protect the work
+                logger.exception("sender: unexpected error", extra={"action": "sender_error"})
+                delay_s = self._poll_s
+            if stop.is_set():
+                break
+            waiters = [asyncio.ensure_future(e.wait()) for e in (self._wake, stop)]
+            try:
+                await asyncio.wait(waiters, timeout=delay_s, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+
+    async def run_until_idle(
+        self, *, stop: asyncio.Event | None = None, on_outcome: OutcomeCallback | None = None
+    ) -> Counter[str]:
+        """Claim and send batches until nothing is due now; returns outcome counts.
+
+        Retries scheduled for later stay in the ledger (the service picks them up).
+        """
+        stop = stop if stop is not None else asyncio.Event()
+        totals: Counter[str] = Counter()
+        while not stop.is_set():
+            claims = await self.ledger.claim(
+                self._batch_size, now=self._clock(), lease_s=self._lease_s
+            )
+            if claims:
+                batch = _Batch(claims)
+                await self._send_batch(batch, stop, on_outcome)
+                totals.update(type(o).__name__.lower() for o in batch.outcomes.values())
+            if len(claims) < self._batch_size:
+                await self._log_completed()
+                break
+        return totals
+
+    async def _idle_delay_s(self) -> float:
+        due = await self.ledger.next_due()
+        if due is None:
+            return self._poll_s
+        return min(self._poll_s, max(0.05, (due - self._clock()).total_seconds()))
+
+    # -- one batch ---------------------------------------------------------------
+
+    async def _send_batch(
+        self, batch: _Batch, stop: asyncio.Event, on_outcome: OutcomeCallback | None
+    ) -> None:
+        renderer, campaign = self._provider()
+        events = {e.id: e for e in campaign.events}
+        send_at = campaign.campaign.send_at
+        deadlines = {e.id: event_deadline(e, send_at) for e in campaign.events}
+        sender = campaign.campaign.sender_address.addr_spec
+        workers_n = max(1, self._smtp.max_connections)
+        queue: asyncio.Queue[tuple[Claim, Wire] | None] = asyncio.Queue(2 * workers_n)
+
+        def done(claim: Claim, outcome: Outcome) -> None:
+            batch.outcomes[claim.delivery_id] = outcome
+            batch.unflushed.append(outcome)
+            self.stats.count(outcome)
+            if on_outcome is not None:
+                on_outcome(claim, outcome)
+
+        async def work() -> None:
+            while (item := await queue.get()) is not None:
+                claim, message = item
+                if stop.is_set():
+                    continue  # left unrecorded: released below
+                if batch.down_error is not None:
+                    done(claim, self._temporary(claim, batch.down_error))
+                    continue
+                done(claim, await self._deliver(batch, claim, message, sender))
+
+        workers = [asyncio.create_task(work()) for _ in range(workers_n)]
+        renewer = asyncio.create_task(self._renew_lease(batch))
+        try:
+            for chunk in _chunks(batch.claims, CHUNK_SIZE):
+                if stop.is_set():
+                    break
+                # opt-out is checked again right before this chunk is handed over
+                statuses = await self.ledger.subscriber_statuses(c.subscriber_id for c in chunk)
+                now = self._clock()
+                for claim in chunk:
+                    if stop.is_set():
+                        break
+                    if batch.down_error is not None:  # no point rendering the rest
+                        done(claim, self._temporary(claim, batch.down_error))
+                        continue
+                    reason = self._skip_reason(claim, statuses, events, deadlines, now)
+                    if reason is not None:
+                        done(claim, Skipped(claim.delivery_id, reason))
+                        continue
+                    try:
+                        message = self._render(renderer, events[claim.event_id], claim, now)
+                    except Exception as err:
+                        logger.exception(
+                            "%s: %s: cannot render",
+                            claim.alert_key,
+                            claim.email,
+                            extra={"action": "render_failed", "alert": claim.alert_key},
+                        )
+                        failure = DeliveryError(f"{claim.alert_key}: cannot render: {err}")
+                        done(claim, self._failure(claim, failure))
+                        continue
+                    await queue.put((claim, message))
+                if len(batch.unflushed) >= CHUNK_SIZE:
+                    await self._flush(batch)
+        finally:
+            for _ in workers:
+                await queue.put(None)
+            _, late = await asyncio.wait(workers, timeout=DRAIN_S if stop.is_set() else None)
+            for task in late:  # stopping and a send hangs: abandon it (its claim is released)
+                task.cancel()
+            for task in workers:
+                with suppress(asyncio.CancelledError):
+                    await task
+            renewer.cancel()
+            with suppress(asyncio.CancelledError):
+                await renewer
+            await self._finish(batch)
+
+    async def _flush(self, batch: _Batch) -> None:
+        outcomes, batch.unflushed = batch.unflushed, []
+        await self.ledger.record(outcomes, now=self._clock())
+
+    async def _finish(self, batch: _Batch) -> None:
+        await self._flush(batch)
+        unsent = batch.unrecorded()
+        if unsent:
+            await self.ledger.release(now=self._clock(), delivery_ids=unsent)
+        self._touched.update((c.alert_id, c.alert_key) for c in batch.claims)
+
+    async def _renew_lease(self, batch: _Batch) -> None:
+        """Keep the lease while a slow batch is sent, so nobody takes it over meanwhile."""
+        interval_s = max(0.2, self._lease_s / 3)
+        while True:
+            await asyncio.sleep(interval_s)
+            await self.ledger.renew(batch.unrecorded(), now=self._clock(), lease_s=self._lease_s)
+
+    # -- one delivery ------------------------------------------------------------
+
+    def _skip_reason(
+        self,
+        claim: Claim,
+        statuses: dict[int, str],
+        events: dict[str, Event],
+        deadlines: dict[str, datetime],
+        now: datetime,
+    ) -> str | None:
+        status = statuses.get(claim.subscriber_id, "removed")
+        if status != "active":
+            return f"subscriber {status}"
+        event = events.get(claim.event_id)
+        if event is None:
+            return "event no longer in the config"
+        if claim.kind == "alert":
+            if event.status is not Status.SCHEDULED:
+                return f"event {event.status.value}"
+            if now >= deadlines[event.id]:
+                return "event has happened"
+        return None
+
+    def _render(self, renderer: Renderer, event: Event, claim: Claim, now: datetime) -> Wire:
+        to = _recipient(claim)
+        if claim.kind == "notice":
+            return renderer.wire_notice(
+                event, claim.change or "rescheduled", to, now=now, sequence=claim.sequence
+            )
+        return renderer.wire_alert(event, claim.reminder, to, now=now, sequence=claim.sequence)
+
+    async def _deliver(self, batch: _Batch, claim: Claim, message: Wire, sender: str) -> Outcome:
+        started = time.perf_counter()
+        try:
+            reply = await self.transport.send(message.data, sender=sender, recipient=claim.email)
+        except DeliveryError as err:
+            if (err.code is None and not err.after_data) or err.code == 421:
+                batch.consecutive_down += 1
+                # the server is gone, not this recipient: do not try the rest one by one
+                if batch.consecutive_down >= 2 * self._smtp.max_connections:
+                    batch.down_error = err
+            outcome = self._failure(claim, err)
+            logger.debug(
+                "%s: %s: %s",
+                claim.alert_key,
+                claim.email,
+                err,
+                extra={"action": f"delivery_{type(outcome).__name__.lower()}"},
+            )
+            return outcome
+        except Exception as err:  # a transport bug must not stop the other deliveries
+            logger.exception("%s: %s: transport error", claim.alert_key, claim.email)
+            return self._failure(claim, DeliveryError(f"{claim.email}: {err!r}"))
+        batch.consecutive_down = 0
+        self.stats.latencies_s.append(time.perf_counter() - started)
+        self.stats.last_sent_at = self._clock()
+        logger.debug(
+            "%s: %s: sent",
+            claim.alert_key,
+            claim.email,
+            extra={"action": "delivery_sent", "alert": claim.alert_key},
+        )
+        return Sent(claim.delivery_id, message.message_id, reply)
+
+    def _failure(self, claim: Claim, error: DeliveryError) -> Outcome:
+        decision = decide(
+            error,
+            attempts=claim.attempts,
+            created_at=claim.created_at,
+            was_uncertain=claim.was_uncertain,
+            now=self._clock(),
+            max_attempts=self._smtp.max_attempts,
+            retry_for_s=self._smtp.retry_for_s,
+            rand=self._rand(),
+        )
+        text = str(error)
+        if decision.verdict is Verdict.RETRY:
+            assert decision.next_attempt_at is not None
+            return Retry(claim.delivery_id, error.code, text, decision.next_attempt_at)
+        if decision.verdict is Verdict.UNCERTAIN:
+            assert decision.next_attempt_at is not None
+            return Uncertain(claim.delivery_id, text, decision.next_attempt_at)
+        bounce = claim.subscriber_id if decision.hard_bounce else None
+        return Failed(claim.delivery_id, error.code, f"{text} ({decision.reason})", bounce)
+
+    def _temporary(self, claim: Claim, error: DeliveryError) -> Outcome:
+        """Not attempted because the transport is down: back off, whatever its history."""
+        delay_s = retry_delay_s(claim.attempts, rand=self._rand())
+        at = self._clock() + timedelta(seconds=delay_s)
+        return Retry(claim.delivery_id, error.code, f"not attempted, transport down: {error}", at)
+
+    async def _log_completed(self) -> None:
+        """INFO once per alert when none of its deliveries is open any more."""
+        for alert_id, key in sorted(self._touched.items()):
+            counts = await self.ledger.alert_counts(alert_id)
+            if any(counts.get(s, 0) for s in ("pending", "sending", "retry", "uncertain")):
+                continue
+            if self._touched.pop(alert_id, None) is None:
+                continue  # the other loop (run vs run_until_idle) logged it
+            logger.info(
+                "%s: completed: %d sent, %d failed, %d skipped",
+                key,
+                counts.get("sent", 0),
+                counts.get("failed", 0),
+                counts.get("skipped", 0),
+                extra={"action": "alert_completed", "alert": key, "counts": counts},
+            )
+
+
+__all__ = ["Sender", "SenderStats"]

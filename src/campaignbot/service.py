@@ -1,0 +1,322 @@
+"""Composition root: builds everything from Settings and runs the service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from datetime import UTC, datetime
+from typing import Any
+
+from babel.dates import format_timedelta
+
+from campaignbot import __version__
+from campaignbot.campaign import Campaign, load_campaign
+from campaignbot.database import Database, open_database
+from campaignbot.errors import InvalidInputError, TemplateError
+from campaignbot.event_state import EventState
+from campaignbot.ledger import Ledger
+from campaignbot.mailer import MaildirTransport, Transport, make_transport
+from campaignbot.planning import alerts_for_event, may_fire_late
+from campaignbot.render import Renderer
+from campaignbot.schedule import AlertScheduler
+from campaignbot.sender import Sender
+from campaignbot.settings import Settings, secret_key
+from campaignbot.subscriber_store import SubscriberStore, audience_clause
+from campaignbot.template_check import check_templates
+from campaignbot.tokens import LinkSigner
+from campaignbot.web import listen
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def load_valid_campaign(settings: Settings) -> tuple[Campaign, Renderer, LinkSigner]:
+    """The campaign file and templates, both checked; raises InvalidInputError."""
+    campaign = load_campaign(settings.config)
+    problems = check_templates(settings, campaign)
+    if problems:
+        raise TemplateError(problems)
+    signer = LinkSigner(secret_key(settings), public_url=settings.public_url)
+    renderer = Renderer(settings.templates, campaign, signer=signer, public_url=settings.public_url)
+    return campaign, renderer, signer
+
+
+class Service:
+    """Scheduler, sender and web server over one database and one transport.
+
+    The ledger decides, not the scheduler: every wake-up (a date job, the reconcile
+    tick, a reload) calls `fire_due`, which fires whatever is due and not yet in the
+    ledger, or records it as skipped when it is too late.
+    """
+
+    def __init__(
+        self, settings: Settings, *, clock: Clock = utc_now, web: bool = True, watch: bool = True
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.campaign, self.renderer, self.signer = load_valid_campaign(settings)
+        self.db: Database = open_database(settings.database_url)
+        self.transport: Transport = make_transport(settings.smtp, settings.maildir)
+        self.store = SubscriberStore(self.db)
+        self.ledger = Ledger(self.db, owner=self.owner)
+        self.events = EventState(self.db)
+        self.sender = Sender(
+            self.ledger, self.transport, self._rendering, clock=clock, settings=settings
+        )
+        self.scheduler = AlertScheduler(self.fire_due)
+        self.started_at: datetime | None = None
+        self._web = web
+        self._watch_files = watch
+        self._fire_lock = asyncio.Lock()
+        #: when `fire_due` last looked; alerts due since then are news to this process
+        self._fire_checked_at: datetime | None = None
+        # a file change and a SIGHUP may arrive together: apply one reload at a time
+        self._reload_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._stop = asyncio.Event()
+        self._web_server: Any = None
+        self._migrated = False  # stop() after a failed start has nothing to release
+
+    def _rendering(self) -> tuple[Renderer, Campaign]:
+        return self.renderer, self.campaign
+
+    # -- life cycle ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Migrate, catch up, schedule, and start the sender, watcher and web server."""
+        # bind first: a taken port must fail before anything is fired or sent
+        sock = listen(self.settings.http.host, self.settings.http.port) if self._web else None
+        await self.db.upgrade()
+        self._migrated = True
+        if isinstance(self.transport, MaildirTransport):
+            logger.warning(
+                "no SMTP host configured (CAMPAIGNBOT_SMTP__HOST): writing mail to Maildir %s",
+                self.settings.maildir,
+                extra={"action": "maildir_outbox"},
+            )
+        await self._apply_changes()
+        await self.fire_due()
+        self.scheduler.sync(self._planned(), now=self.clock())
+        self.scheduler.start()
+        self._tasks.append(asyncio.create_task(self.sender.run(self._stop), name="sender"))
+        if self._watch_files:
+            self._tasks.append(asyncio.create_task(self._watch(), name="watcher"))
+        if sock is not None:
+            await self._start_web(sock)
+        self.started_at = self.clock()
+        nxt = self.scheduler.next_due()
+        logger.info(
+            "campaignbot %s started: config %s (%d events), database %s, transport %s, "
+            "web %s, next alert %s",
+            __version__,
+            self.settings.config,
+            len(self.campaign.events),
+            self.db.display_url,
+            self.transport.description,
+            self.web_address if self._web else "off",
+            f"{nxt[0]} at {nxt[1]:%Y-%m-%dT%H:%MZ}" if nxt else "none",
+            extra={"action": "service_started"},
+        )
+
+    @property
+    def web_address(self) -> str:
+        return f"http://{self.settings.http.host}:{self.settings.http.port}"
+
+    async def _start_web(self, sock: socket.socket) -> None:
+        import uvicorn
+
+        from campaignbot.web import create_app
+
+        class _EmbeddedServer(uvicorn.Server):
+            # The service owns the signals: uvicorn would replace our handlers and
+            # re-raise the signal after its shutdown, which reads as a second SIGTERM.
+            @contextlib.contextmanager
+            def capture_signals(self) -> Iterator[None]:
+                yield
+
+        config = uvicorn.Config(
+            create_app(self), log_level="warning", access_log=False, lifespan="on"
+        )
+        self._web_server = _EmbeddedServer(config)
+        self._tasks.append(asyncio.create_task(self._web_server.serve([sock]), name="web"))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set."""
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait([waiter, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
+        for task in self._tasks:
+            if task.done() and not task.cancelled() and task.exception():
+                waiter.cancel()
+                raise task.exception()  # type: ignore[misc]
+        waiter.cancel()
+
+    async def stop(self, *, timeout_s: float = 8) -> None:
+        """Stop taking work, let in-flight sends finish, release the rest, exit."""
+        self.scheduler.shutdown()
+        self._stop.set()
+        if self._web_server is not None:
+            self._web_server.should_exit = True
+        pending: set[asyncio.Task[Any]] = set()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=timeout_s)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with suppress(asyncio.CancelledError, Exception):
+                await task
+        released = await self.ledger.release(now=self.clock()) if self._migrated else 0
+        await self.transport.aclose()
+        await self.db.dispose()
+        logger.info(
+            "campaignbot stopped (%d deliveries released)",
+            released,
+            extra={"action": "service_stopped", "released": released},
+        )
+
+    # -- decisions -------------------------------------------------------------------
+
+    def _planned(self) -> list[Any]:
+        send_at = self.campaign.campaign.send_at
+        return [a for e in self.campaign.events for a in alerts_for_event(e, send_at)]
+
+    async def fire_due(self) -> None:
+        """Fire every due alert not yet in the ledger; too late ones are recorded skipped."""
+        async with self._fire_lock:
+            now = self.clock()
+            campaign = self.campaign
+            due = [a for a in self._planned() if a.due_utc <= now]
+            since, self._fire_checked_at = self._fire_checked_at, now
+            if not due:
+                return
+            done = await self.events.fired_keys(a.key for a in due)
+            # Several processes: another one may have fired an alert that just fell due
+            # (before we looked, or concurrently, our insert then doing nothing). Its
+            # deliveries are ours to share too, so the sender wakes instead of polling.
+            fired = any(a.key in done for a in due if since is None or a.due_utc > since)
+            skipped = 0
+            info = campaign.campaign
+            for alert in due:
+                if alert.key in done:
+                    continue
+                event = campaign.event(alert.event_id)
+                if may_fire_late(
+                    alert, event, now=now, catch_up=info.catch_up_duration, send_at=info.send_at
+                ):
+                    result = await self.ledger.fire_alert(
+                        alert, audience_clause(event.audience), now=now
+                    )
+                    # the ledger logs the firing
+                    fired = fired or result.created or result.deliveries > 0
+                else:
+                    late = format_timedelta(now - alert.due_utc, locale="en")
+                    result = await self.ledger.skip_alert(
+                        alert, now=now, reason=f"missed by {late} (beyond catch_up)"
+                    )
+                    skipped += result.created
+            if skipped:
+                logger.info(
+                    "%d reminders missed beyond catch_up or after their event were recorded as "
+                    "skipped (see `campaignbot status`)",
+                    skipped,
+                    extra={"action": "alerts_skipped", "count": skipped},
+                )
+            if fired:
+                self.sender.wake()
+
+    async def _apply_changes(self) -> None:
+        """Record event versions; notify subscribers already alerted of a changed event."""
+        now = self.clock()
+        changes = await self.events.record(
+            self.campaign.events, send_at=self.campaign.campaign.send_at, now=now
+        )
+        known = {e.id for e in self.campaign.events}
+        for change in changes:
+            if change.event_id not in known:
+                logger.warning(
+                    "event %s was removed from the config; its reminders stop. Subscribers "
+                    'already alerted get no notice: set status = "cancelled" instead',
+                    change.event_id,
+                    extra={"action": "event_removed", "event": change.event_id},
+                )
+                continue
+            if not await self.ledger.event_has_sent(change.event_id):
+                continue
+            result = await self.ledger.fire_notice(
+                change.event_id, change=change.change, sequence=change.sequence, now=now
+            )
+            logger.info(
+                "event %s %s: notice to %d subscribers",
+                change.event_id,
+                change.change,
+                result.deliveries,
+                extra={
+                    "action": "notice_fired",
+                    "event": change.event_id,
+                    "change": change.change,
+                    "deliveries": result.deliveries,
+                },
+            )
+            self.sender.wake()
+
+    # -- reload --------------------------------------------------------------------
+
+    async def reload(self, reason: str) -> bool:
+        """Validate the new config first; apply it only when it is entirely valid."""
+        async with self._reload_lock:
+            return await self._reload(reason)
+
+    async def _reload(self, reason: str) -> bool:
+        try:
+            campaign, renderer, signer = load_valid_campaign(self.settings)
+        except InvalidInputError as err:
+            for line in str(err).splitlines():
+                logger.error("%s", line, extra={"action": "reload_rejected", "reason": reason})
+            logger.error(
+                "config not reloaded (%s): the running schedule is unchanged",
+                reason,
+                extra={"action": "reload_rejected"},
+            )
+            return False
+        self.campaign, self.renderer, self.signer = campaign, renderer, signer
+        await self._apply_changes()
+        result = self.scheduler.sync(self._planned(), now=self.clock())
+        await self.fire_due()
+        logger.info(
+            "config reloaded (%s): %d events; jobs +%d ~%d -%d",
+            reason,
+            len(campaign.events),
+            result.added,
+            result.moved,
+            result.removed,
+            extra={"action": "config_reloaded"},
+        )
+        return True
+
+    def request_reload(self, reason: str) -> None:
+        """From a signal handler: reload soon, in the loop."""
+        self._tasks.append(asyncio.create_task(self.reload(reason)))
+
+    async def _watch(self) -> None:
+        from watchfiles import awatch
+
+        paths = [p for p in (self.settings.config, self.settings.templates) if p.exists()]
+        # watch the config's folder: editors replace files by renaming over them
+        watched = {str(p.parent if p.is_file() else p) for p in paths}
+        config = self.settings.config.resolve()
+        templates = self.settings.templates.resolve()
+        async for changes in awatch(*watched, stop_event=self._stop, debounce=200, step=50):
+            # watchfiles reports absolute paths of the folders it was given
+            touched = [path for _, path in changes]
+            if any(p == str(config) or p.startswith(str(templates) + os.sep) for p in touched):
+                await self.reload("file changed")

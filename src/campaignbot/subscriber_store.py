@@ -1,0 +1,432 @@
+"""Subscribers in the database: add, import, look up, filter, change and count."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Insert, and_, delete, func, or_, select, true, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError, StatementError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from campaignbot.campaign import Audience
+from campaignbot.database import Database
+from campaignbot.errors import InvalidInputError, StoreError
+from campaignbot.subscriber import (
+    FINAL_STATUSES,
+    Subscriber,
+    SubscriberInput,
+    SubscriberStatus,
+    decode_list,
+    email_key,
+    encode_list,
+    normalize_countries,
+    normalize_locale,
+    normalize_timezone,
+    normalize_topics,
+)
+from campaignbot.tables import subscribers
+
+#: Columns an import or a repeated sign-up may change; status and consent stay as they are.
+_FIELDS = ("email", "name", "locale", "timezone", "countries", "topics", "follows_all")
+
+
+class SubscriberExistsError(InvalidInputError):
+    """The address is already a subscriber."""
+
+
+@dataclass
+class ImportCounts:
+    """What an import did to the rows it was given."""
+
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.added + self.updated + self.unchanged
+
+
+def audience_clause(audience: Audience) -> ColumnElement[bool]:
+    """Active subscribers who follow the audience: everyone, a country, a topic, or all.
+
+    Lists are stored wrapped in ';' (";FI;PL;"), so matching ";FI;" can never hit a
+    code or topic that merely starts with the same letters ("mine" vs "mine-ban-treaty").
+    """
+    active = subscribers.c.status == SubscriberStatus.ACTIVE.value
+    if audience.is_everyone:
+        return active
+    follows: list[ColumnElement[bool]] = [subscribers.c.follows_all == true()]
+    follows += [
+        subscribers.c.countries.contains(f";{code};", autoescape=True)
+        for code in sorted(set(audience.countries))
+    ]
+    follows += [
+        subscribers.c.topics.contains(f";{topic};", autoescape=True)
+        for topic in sorted(set(audience.topics))
+    ]
+    return and_(active, or_(*follows))
+
+
+def _fields(entry: SubscriberInput) -> dict[str, Any]:
+    return {
+        "email": entry.email,
+        "name": entry.name,
+        "locale": entry.locale,
+        "timezone": entry.timezone,
+        "countries": encode_list(entry.countries),
+        "topics": encode_list(entry.topics),
+        "follows_all": entry.follows_all,
+    }
+
+
+def _new_row(
+    entry: SubscriberInput, *, now: datetime, status: SubscriberStatus, source: str
+) -> dict[str, Any]:
+    return {
+        **_fields(entry),
+        "email_key": entry.email_key,
+        "status": status.value,
+        # only an active subscriber has given (or been recorded as giving) consent
+        "consent_at": now if status is SubscriberStatus.ACTIVE else None,
+        "consent_source": source[:200],
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _subscriber(row: RowMapping) -> Subscriber:
+    return Subscriber(
+        id=row["id"],
+        email=row["email"],
+        name=row["name"],
+        locale=row["locale"],
+        timezone=row["timezone"],
+        countries=decode_list(row["countries"]),
+        topics=decode_list(row["topics"]),
+        follows_all=bool(row["follows_all"]),
+        status=SubscriberStatus(row["status"]),
+        consent_at=row["consent_at"],
+        consent_source=row["consent_source"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        hard_bounces=row["hard_bounces"],
+    )
+
+
+def _cause(err: Exception) -> BaseException:
+    # SQLAlchemy's message carries the SQL and its parameters (addresses, names): report
+    # the driver's own error instead
+    orig = err.orig if isinstance(err, StatementError) else None
+    return orig if isinstance(orig, BaseException) else err
+
+
+class SubscriberStore:
+    """Data access for the `subscribers` table; every method is one transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def _insert(self) -> postgresql.Insert | sqlite.Insert:
+        return (postgresql.insert if self._db.is_postgres else sqlite.insert)(subscribers)
+
+    def _error(self, err: Exception) -> StoreError:
+        cause = _cause(err)
+        first = (str(cause).splitlines() or [type(cause).__name__])[0][:300]
+        return StoreError(f"{self._db.display_url}: {first}")
+
+    @contextlib.asynccontextmanager
+    async def _begin(self) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self._db.engine.begin() as conn:
+                yield conn
+        except (SQLAlchemyError, OSError) as err:
+            raise self._error(err) from _cause(err)
+
+    async def _by_key(self, conn: AsyncConnection, key: str) -> Subscriber | None:
+        query = select(subscribers).where(subscribers.c.email_key == key)
+        row = (await conn.execute(query)).mappings().first()
+        return _subscriber(row) if row else None
+
+    async def _by_id(self, conn: AsyncConnection, subscriber_id: int) -> Subscriber | None:
+        query = select(subscribers).where(subscribers.c.id == subscriber_id)
+        row = (await conn.execute(query)).mappings().first()
+        return _subscriber(row) if row else None
+
+    async def add(
+        self,
+        entry: SubscriberInput,
+        *,
+        now: datetime,
+        status: SubscriberStatus = SubscriberStatus.ACTIVE,
+        source: str,
+    ) -> Subscriber:
+        """Insert a new subscriber; SubscriberExistsError when the address is known."""
+        async with self._begin() as conn:
+            existing = await self._by_key(conn, entry.email_key)
+            if existing is None:
+                values = _new_row(entry, now=now, status=status, source=source)
+                try:
+                    query = self._insert().values(values).returning(*subscribers.c)
+                    row = (await conn.execute(query)).mappings().one()
+                except IntegrityError:  # added concurrently since the look-up
+                    pass
+                else:
+                    return _subscriber(row)
+                existing = await self._by_key(conn, entry.email_key)
+        state = f" (status {existing.status}, id {existing.id})" if existing else ""
+        raise SubscriberExistsError(f"{entry.email}: already a subscriber{state}")
+
+    async def upsert_many(
+        self,
+        entries: Iterable[SubscriberInput],
+        *,
+        now: datetime,
+        source: str,
+        status: SubscriberStatus = SubscriberStatus.ACTIVE,
+        batch_size: int = 2000,
+    ) -> ImportCounts:
+        """Import a stream of subscribers in batches inside ONE transaction.
+
+        New addresses are inserted with `status` (consent from `source` at `now` when
+        active). Known addresses get the new field values; their status and consent
+        stay. Unsubscribed and bounced addresses are never changed, and a row with the
+        same values is left alone (`updated_at` too). An exception raised while
+        iterating `entries` rolls the whole import back.
+        """
+        counts = ImportCounts()
+        async with self._begin() as conn:
+            batch: dict[str, SubscriberInput] = {}
+            for entry in entries:
+                # a repeated address is written after the earlier one, so the last wins
+                if entry.email_key in batch or len(batch) >= batch_size:
+                    await self._upsert_batch(conn, batch, counts, now, status, source)
+                    batch = {}
+                batch[entry.email_key] = entry
+            if batch:
+                await self._upsert_batch(conn, batch, counts, now, status, source)
+        return counts
+
+    async def _upsert_batch(
+        self,
+        conn: AsyncConnection,
+        batch: dict[str, SubscriberInput],
+        counts: ImportCounts,
+        now: datetime,
+        status: SubscriberStatus,
+        source: str,
+    ) -> None:
+        # The look-up decides added / updated / unchanged; the conditional upsert keeps
+        # the write correct even if a sign-up races in between.
+        columns = [
+            subscribers.c.email_key,
+            subscribers.c.status,
+            *(subscribers.c[f] for f in _FIELDS),
+        ]
+        query = select(*columns).where(subscribers.c.email_key.in_(list(batch)))
+        existing = {row["email_key"]: row for row in (await conn.execute(query)).mappings()}
+        writes = []
+        for key, entry in batch.items():
+            old = existing.get(key)
+            fields = _fields(entry)
+            if old is None:
+                counts.added += 1
+            elif old["status"] in FINAL_STATUSES or all(
+                old[name] == value for name, value in fields.items()
+            ):
+                counts.unchanged += 1
+                continue
+            else:
+                counts.updated += 1
+            writes.append(_new_row(entry, now=now, status=status, source=source))
+        if writes:
+            await conn.execute(self._upsert_statement(), writes)
+
+    def _upsert_statement(self) -> Insert:
+        insert = self._insert()
+        new = insert.excluded
+        return insert.on_conflict_do_update(
+            index_elements=[subscribers.c.email_key],
+            set_={**{name: new[name] for name in _FIELDS}, "updated_at": new.updated_at},
+            # no NOT IN: an expanding parameter cannot be used with executemany
+            where=and_(
+                *(subscribers.c.status != final.value for final in sorted(FINAL_STATUSES)),
+                or_(*(subscribers.c[name] != new[name] for name in _FIELDS)),
+            ),
+        )
+
+    async def get(self, subscriber_id: int) -> Subscriber | None:
+        async with self._begin() as conn:
+            return await self._by_id(conn, subscriber_id)
+
+    async def get_by_email(self, email: str) -> Subscriber | None:
+        """Case-insensitive look-up by address."""
+        async with self._begin() as conn:
+            return await self._by_key(conn, email_key(email))
+
+    async def iterate(
+        self,
+        *,
+        status: SubscriberStatus | None = None,
+        country: str | None = None,
+        topic: str | None = None,
+        batch_size: int = 1000,
+    ) -> AsyncGenerator[Subscriber, None]:
+        """Stream subscribers in id order; `country` / `topic` match the chosen lists
+        literally (subscribers who follow everything are not included)."""
+        query = select(subscribers).order_by(subscribers.c.id)
+        if status is not None:
+            query = query.where(subscribers.c.status == status.value)
+        if country is not None:
+            code = country.strip().upper()
+            query = query.where(subscribers.c.countries.contains(f";{code};", autoescape=True))
+        if topic is not None:
+            slug = topic.strip().lower()
+            query = query.where(subscribers.c.topics.contains(f";{slug};", autoescape=True))
+        try:
+            async with self._db.engine.connect() as conn:
+                result = await conn.stream(query.execution_options(yield_per=batch_size))
+                async for row in result.mappings():
+                    yield _subscriber(row)
+        except (SQLAlchemyError, OSError) as err:
+            raise self._error(err) from _cause(err)
+
+    async def list_subscribers(
+        self,
+        *,
+        status: SubscriberStatus | None = None,
+        country: str | None = None,
+        topic: str | None = None,
+    ) -> list[Subscriber]:
+        """`iterate` collected into a list."""
+        return [s async for s in self.iterate(status=status, country=country, topic=topic)]
+
+    async def remove(self, email: str) -> bool:
+        """Delete the subscriber (their deliveries cascade); False if unknown."""
+        async with self._begin() as conn:
+            query = delete(subscribers).where(subscribers.c.email_key == email_key(email))
+            return (await conn.execute(query)).rowcount > 0
+
+    async def set_status(
+        self, subscriber_id: int, status: SubscriberStatus, *, now: datetime
+    ) -> Subscriber | None:
+        """Set the status (unsubscribe, bounce, ...); None if there is no such id."""
+        async with self._begin() as conn:
+            query = (
+                update(subscribers)
+                .where(subscribers.c.id == subscriber_id, subscribers.c.status != status.value)
+                .values(status=status.value, updated_at=now)
+                .returning(*subscribers.c)
+            )
+            row = (await conn.execute(query)).mappings().first()
+            return _subscriber(row) if row else await self._by_id(conn, subscriber_id)
+
+    async def update_preferences(
+        self,
+        subscriber_id: int,
+        *,
+        countries: Iterable[str],
+        topics: Iterable[str],
+        locale: str,
+        timezone: str,
+        follows_all: bool | None = None,
+        now: datetime,
+    ) -> Subscriber | None:
+        """Change what a subscriber follows and how they read; None if no such id.
+
+        `follows_all=None` means: everything exactly when no country and no topic.
+        Raises InvalidInputError for an unknown locale, zone, country or topic.
+        """
+        try:
+            country_set, topic_set = normalize_countries(countries), normalize_topics(topics)
+            values: dict[str, Any] = {
+                "countries": encode_list(country_set),
+                "topics": encode_list(topic_set),
+                "locale": normalize_locale(locale),
+                "timezone": normalize_timezone(timezone),
+                "follows_all": (not country_set and not topic_set)
+                if follows_all is None
+                else follows_all,
+                "updated_at": now,
+            }
+        except ValueError as err:
+            raise InvalidInputError(str(err)) from None
+        async with self._begin() as conn:
+            query = (
+                update(subscribers)
+                .where(subscribers.c.id == subscriber_id)
+                .values(values)
+                .returning(*subscribers.c)
+            )
+            row = (await conn.execute(query)).mappings().first()
+            return _subscriber(row) if row else None
+
+    async def create_pending(
+        self, entry: SubscriberInput, *, now: datetime, source: str
+    ) -> tuple[Subscriber, bool]:
+        """A web sign-up (double opt-in): returns the subscriber and whether to send a
+        confirmation mail.
+
+        A new address is stored as pending; a pending one stays pending with the new
+        fields (the mail goes out again). Someone who unsubscribed may sign up again:
+        they become pending, and only the confirmation link (proof they own the
+        address) makes them active. Active and bounced addresses are left untouched
+        and get no mail.
+        """
+        async with self._begin() as conn:
+            insert = (
+                self._insert()
+                .values(_new_row(entry, now=now, status=SubscriberStatus.PENDING, source=source))
+                .on_conflict_do_nothing(index_elements=[subscribers.c.email_key])
+                .returning(*subscribers.c)
+            )
+            row = (await conn.execute(insert)).mappings().first()
+            if row is not None:
+                return _subscriber(row), True
+            pending = SubscriberStatus.PENDING.value
+            may_sign_up = (pending, SubscriberStatus.UNSUBSCRIBED.value)
+            query = (
+                update(subscribers)
+                .where(
+                    subscribers.c.email_key == entry.email_key,
+                    subscribers.c.status.in_(may_sign_up),
+                )
+                .values(
+                    **_fields(entry), status=pending, consent_source=source[:200], updated_at=now
+                )
+                .returning(*subscribers.c)
+            )
+            row = (await conn.execute(query)).mappings().first()
+            if row is not None:
+                return _subscriber(row), True
+            existing = await self._by_key(conn, entry.email_key)
+        if existing is None:  # deleted between the two statements
+            raise StoreError(f"{entry.email}: removed while signing up; try again")
+        return existing, False
+
+    async def confirm(self, subscriber_id: int, *, now: datetime) -> Subscriber | None:
+        """Pending -> active, recording consent now; other statuses stay as they are."""
+        async with self._begin() as conn:
+            query = (
+                update(subscribers)
+                .where(
+                    subscribers.c.id == subscriber_id,
+                    subscribers.c.status == SubscriberStatus.PENDING.value,
+                )
+                .values(status=SubscriberStatus.ACTIVE.value, consent_at=now, updated_at=now)
+                .returning(*subscribers.c)
+            )
+            row = (await conn.execute(query)).mappings().first()
+            return _subscriber(row) if row else await self._by_id(conn, subscriber_id)
+
+    async def count_audience(self, audience: Audience) -> int:
+        """How many active subscribers an event with this audience reaches."""
+        async with self._begin() as conn:
+            query = select(func.count()).select_from(subscribers).where(audience_clause(audience))
+            return int((await conn.execute(query)).scalar_one())

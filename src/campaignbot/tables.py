@@ -1,0 +1,142 @@
+"""The database schema (SQLAlchemy Core); Alembic migrations are written against it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+
+#: Stable constraint names, so migrations can refer to them on every backend.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite has no 64-bit autoincrement alias other than INTEGER PRIMARY KEY.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: pass aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    # as entered after email-validator normalisation; `email_key` is its lowercase form,
+    # so uniqueness is case-insensitive on every backend
+    Column("email", String(320), nullable=False),
+    Column("email_key", String(320), nullable=False, unique=True),
+    Column("name", String(200), nullable=False, server_default=""),
+    Column("locale", String(16), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    # ';'-separated, wrapped in ';' (";FI;PL;"), so `LIKE '%;FI;%'` matches on every backend
+    Column("countries", String(400), nullable=False, server_default=""),
+    Column("topics", String(2000), nullable=False, server_default=""),
+    Column("follows_all", Boolean, nullable=False, server_default="0"),
+    # pending | active | unsubscribed | bounced
+    Column("status", String(16), nullable=False),
+    Column("consent_at", UTCDateTime, nullable=True),
+    Column("consent_source", String(200), nullable=False, server_default=""),
+    Column("hard_bounces", Integer, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+Index("ix_subscribers_status", subscribers.c.status)
+
+#: What campaignbot last saw of each event, to notice changes across reloads and restarts.
+event_versions = Table(
+    "event_versions",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    # when (UTC ISO) + status; a change of either means subscribers need a notice
+    Column("fingerprint", String(200), nullable=False),
+    # the iCalendar SEQUENCE: grows by one on every change
+    Column("sequence", Integer, nullable=False, server_default="0"),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    # "event:reminder" for alerts, "event:notice:sequence" for notices; firing twice adds
+    # nothing because of this unique key
+    Column("key", String(200), nullable=False, unique=True),
+    Column("event_id", String(64), nullable=False),
+    Column("reminder", String(16), nullable=False),  # offset label, or "notice"
+    Column("kind", String(16), nullable=False),  # alert | notice
+    Column("change", String(16), nullable=True),  # notices: rescheduled|postponed|cancelled
+    Column("sequence", Integer, nullable=False, server_default="0"),
+    Column("due_at", UTCDateTime, nullable=False),
+    Column("fired_at", UTCDateTime, nullable=False),
+    Column("status", String(16), nullable=False),  # fired | skipped
+    Column("deliveries", Integer, nullable=False, server_default="0"),
+)
+Index("ix_alerts_event_id", alerts.c.event_id)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("alert_id", BigId, ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "subscriber_id", BigId, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
+    ),
+    # pending | sending | sent | retry | failed | uncertain | skipped
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_expires_at", UTCDateTime, nullable=True),
+    Column("last_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    # a timeout after DATA happened once: the message may exist twice
+    Column("was_uncertain", Boolean, nullable=False, server_default="0"),
+    Column("message_id", String(255), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=True),
+    UniqueConstraint("alert_id", "subscriber_id"),
+)
+# the sender's claim query: due work in order
+Index("ix_deliveries_status_next_attempt_at", deliveries.c.status, deliveries.c.next_attempt_at)
+Index("ix_deliveries_subscriber_id", deliveries.c.subscriber_id)

@@ -1,0 +1,671 @@
+"""The public web app: events and sign-up, confirm, unsubscribe, preferences, calendar,
+health and metrics. Server-rendered, sandboxed Jinja2 pages; no JavaScript needed.
+
+Every link token is verified before anything is read or changed; a forged, tampered
+or expired token gets a 400 page and changes nothing. Forms carry a CSRF token,
+except the RFC 8058 one-click unsubscribe, whose signed URL is its authorization.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import tomllib
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from jinja2 import FileSystemLoader, StrictUndefined
+from jinja2.sandbox import SandboxedEnvironment
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from campaignbot import web_forms as forms
+from campaignbot.errors import CampaignbotError, ConfigError, StoreError, TokenError
+from campaignbot.ics import feed_ics
+from campaignbot.metrics import CONTENT_TYPE, Health, ServiceMetrics
+from campaignbot.render import Recipient
+from campaignbot.settings import secret_key
+from campaignbot.subscriber import Subscriber, SubscriberStatus
+
+if TYPE_CHECKING:
+    from campaignbot.service import Service
+
+logger = logging.getLogger(__name__)
+
+CSRF_COOKIE = "campaignbot_csrf"
+#: pages whose GET shows the same thing in another language (the language links)
+_SWITCHABLE = frozenset({"/", "/confirm", "/unsubscribe", "/preferences"})
+MAX_BODY_BYTES = 64 * 1024
+#: no inline script or style anywhere; forms post only here; never framed
+SECURITY_HEADERS = {
+    "content-security-policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",  # links carry tokens: never leak them onwards
+    "x-frame-options": "DENY",
+}
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The web server's listening socket, bound here so a taken port is a clear error
+    (uvicorn would call sys.exit inside the event loop)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as err:
+        raise CampaignbotError(f"{host}:{port}: cannot listen: {err}") from err
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as err:
+        sock.close()
+        raise CampaignbotError(
+            f"{host}:{port}: cannot listen: {err.strerror or err}",
+            hint="another program uses that port: set CAMPAIGNBOT_HTTP__PORT",
+        ) from err
+    sock.setblocking(False)
+    return sock
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware adding SECURITY_HEADERS to every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [
+                    (k.encode(), v.encode())
+                    for k, v in SECURITY_HEADERS.items()
+                    if k.encode() not in present
+                ]
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class Pages:
+    """`templates/web/`: page templates, one message catalog per language, the stylesheet."""
+
+    def __init__(self, folder: Path, default_locale: str) -> None:
+        if not (folder / "base.html.j2").is_file():
+            raise ConfigError(f"{folder}: web page templates not found (CAMPAIGNBOT_TEMPLATES)")
+        self.env = SandboxedEnvironment(
+            loader=FileSystemLoader(folder),
+            autoescape=True,
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            auto_reload=False,
+        )
+        self.stylesheet = (folder / "style.css").read_bytes()
+        self.catalogs: dict[str, dict[str, Any]] = {}
+        for path in sorted((folder / "i18n").glob("*.toml")):
+            try:
+                self.catalogs[path.stem] = tomllib.loads(path.read_text("utf-8"))
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+                raise ConfigError(f"{path}: {err}") from err
+        self.fallback = default_locale if default_locale in self.catalogs else "en"
+        if self.fallback not in self.catalogs:
+            raise ConfigError(f"{folder / 'i18n'}: no message catalog for {default_locale!r}")
+        base = self.catalogs[self.fallback]
+        # each language's texts, a missing one taken from the default language
+        self._merged = {
+            lang: {**base, **own, "topics": {**base.get("topics", {}), **own.get("topics", {})}}
+            for lang, own in self.catalogs.items()
+        }
+
+    def catalog(self, lang: str) -> dict[str, Any]:
+        """The texts of `lang` (the default language's for one without a catalog)."""
+        return self._merged.get(lang) or self._merged[self.fallback]
+
+    def render(self, name: str, context: dict[str, Any]) -> str:
+        return self.env.get_template(name).render(context)
+
+
+class Web:
+    """The request handlers over one Service; the service's campaign, renderer and
+    signer are read per request, so a config reload shows at once."""
+
+    def __init__(
+        self,
+        service: Service,
+        *,
+        subscribe_limit: tuple[int, float],
+        health_cache_s: float,
+        require_scheduler: bool,
+    ) -> None:
+        self.service = service
+        info = service.campaign.campaign
+        self.pages = Pages(service.settings.templates / "web", info.default_locale)
+        self.csrf = forms.CsrfTokens(secret_key(service.settings))
+        self.limiter = forms.RateLimit(*subscribe_limit)
+        self.health = Health(service, cache_s=health_cache_s, require_scheduler=require_scheduler)
+        self.metrics = ServiceMetrics(service)
+        self.timezones = forms.timezones()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    # -- shared page parts ---------------------------------------------------------
+
+    @property
+    def locales(self) -> list[str]:
+        """Languages the pages and the campaign both speak, default first."""
+        found = [loc for loc in self.service.campaign.locales if loc in self.pages.catalogs]
+        return found or [self.pages.fallback]
+
+    def lang(self, request: Request, preferred: str | None = None) -> str:
+        """`?lang=`, else the subscriber's language, else Accept-Language, else default."""
+        default = self.service.campaign.campaign.default_locale
+        header = request.headers.get("accept-language", "")
+        if preferred and not request.query_params.get("lang"):
+            header = f"{preferred},{header}"
+        return forms.choose_locale(request.query_params.get("lang"), header, self.locales, default)
+
+    def _languages(self, request: Request) -> list[tuple[str, str, str]]:
+        # only our own pages: a path like "//elsewhere.example" must not become a link
+        path = request.url.path if request.url.path in _SWITCHABLE else "/"
+        query = [(k, v) for k, v in request.query_params.multi_items() if k != "lang"]
+        return [
+            (code, forms.native_name(code), f"{path}?{urlencode([*query, ('lang', code)])}")
+            for code in self.locales
+        ]
+
+    def page(
+        self, request: Request, lang: str, name: str, *, status: int = 200, **context: Any
+    ) -> HTMLResponse:
+        t = self.pages.catalog(lang)
+        info = self.service.campaign.campaign
+        sender = info.sender_address.display_name or info.name
+        html = self.pages.render(
+            name,
+            {
+                "lang": lang,
+                "t": t,
+                "campaign_name": info.name,
+                "footer_text": forms.fill(t["footer"], sender=sender),
+                "languages": self._languages(request),
+                "errors": {},
+                **context,
+            },
+        )
+        response = HTMLResponse(html, status_code=status)
+        if request.query_params.get("t"):
+            response.headers["cache-control"] = "no-store"
+        return response
+
+    def message(
+        self,
+        request: Request,
+        lang: str,
+        title: str,
+        paragraphs: list[str],
+        *,
+        status: int = 200,
+        links: list[tuple[str, str]] | None = None,
+        tone: str = "",
+    ) -> HTMLResponse:
+        t = self.pages.catalog(lang)
+        return self.page(
+            request,
+            lang,
+            "message.html.j2",
+            status=status,
+            title=t[title],
+            paragraphs=[t.get(p, p) for p in paragraphs],
+            links=links or [],
+            tone=tone,
+        )
+
+    def bad_link(self, request: Request, err: TokenError | None, lang: str) -> HTMLResponse:
+        body = "expired_link_body" if err and "expired" in str(err) else "bad_link_body"
+        if err is None:
+            body = "gone_link_body"
+        home = self.pages.catalog(lang)["back_home"]
+        return self.message(
+            request,
+            lang,
+            "bad_link_title",
+            [body],
+            status=400,
+            links=[(home, f"/?lang={lang}")],
+            tone="error",
+        )
+
+    def verify(self, request: Request, purpose: str) -> int:
+        """The subscriber id of the `?t=` token (TokenError when it is not ours)."""
+        token = request.query_params.get("t", "")
+        if not token or len(token) > 500:
+            raise TokenError(f"invalid {purpose} link")
+        return self.service.signer.verify(token, purpose)
+
+    def _choices(self) -> forms.Choices:
+        campaign = self.service.campaign
+        return forms.Choices(
+            locales=self.locales,
+            countries=campaign.countries,
+            topics=campaign.topics,
+            default_locale=campaign.campaign.default_locale,
+            default_timezone=campaign.campaign.timezone.key,
+            timezones=frozenset(self.timezones),
+        )
+
+    def _options(self, lang: str) -> dict[str, Any]:
+        return forms.form_options(
+            self.service.campaign, self.locales, self.pages.catalog(lang), lang
+        )
+
+    async def form(self, request: Request) -> dict[str, list[str]]:
+        data = await request.form(max_files=0, max_fields=200, max_part_size=MAX_BODY_BYTES)
+        fields: dict[str, list[str]] = {}
+        for key, value in data.multi_items():
+            if isinstance(value, str):
+                fields.setdefault(key, []).append(value)
+        return fields
+
+    def csrf_cookie(self, request: Request) -> str:
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        if not (20 <= len(cookie) <= 100 and cookie.isascii()):
+            cookie = forms.CsrfTokens.new_cookie()
+        return cookie
+
+    def with_csrf(self, request: Request, response: Response, cookie: str) -> Response:
+        if request.cookies.get(CSRF_COOKIE) != cookie:
+            response.set_cookie(
+                CSRF_COOKIE,
+                cookie,
+                max_age=self.csrf.max_age_s,
+                httponly=True,
+                samesite="lax",
+                secure=request.url.scheme == "https",
+            )
+        return response
+
+    def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def status_text(self, lang: str, status: SubscriberStatus) -> str:
+        return str(self.pages.catalog(lang).get(f"status_{status.value}", status.value))
+
+    # -- home and sign-up ----------------------------------------------------------
+
+    def home_page(
+        self,
+        request: Request,
+        lang: str,
+        cookie: str,
+        *,
+        values: forms.FormValues | None = None,
+        errors: forms.FieldErrors | None = None,
+        status: int = 200,
+    ) -> Response:
+        response = self.page(
+            request,
+            lang,
+            "home.html.j2",
+            status=status,
+            events=forms.event_views(
+                self.service.campaign, self.pages.catalog(lang), lang, now=self.service.clock()
+            ),
+            feed_url=f"/events.ics?lang={lang}",
+            csrf_token=self.csrf.field(cookie),
+            values=values or forms.FormValues(locale=lang),
+            errors=errors or {},
+            **self._options(lang),
+        )
+        return self.with_csrf(request, response, cookie)
+
+    async def home(self, request: Request) -> Response:
+        return self.home_page(request, self.lang(request), self.csrf_cookie(request))
+
+    async def subscribe(self, request: Request) -> Response:
+        lang = self.lang(request)
+        client = request.client.host if request.client else "unknown"
+        wait_s = self.limiter.hit(client)
+        if wait_s is not None:
+            response = self.message(request, lang, "rate_title", ["rate_body"], status=429)
+            response.headers["retry-after"] = str(max(1, round(wait_s)))
+            return response
+        fields = await self.form(request)
+        cookie = request.cookies.get(CSRF_COOKIE)
+        if not self.csrf.check(cookie, (fields.get("csrf_token") or [""])[0]):
+            return self.message(request, lang, "csrf_title", ["csrf_body"], status=403)
+        assert cookie is not None
+        entry, values, errors = forms.parse_subscribe(fields, self._choices())
+        if values.locale in self.locales:
+            lang = values.locale
+        if entry is None:
+            return self.home_page(request, lang, cookie, values=values, errors=errors, status=400)
+        subscriber, send = await self.service.store.create_pending(
+            entry, now=self.service.clock(), source="web sign-up"
+        )
+        if send:
+            self.spawn(self.send_confirmation(subscriber))
+        # the same answer for a new, pending or active address: nothing to enumerate
+        t = self.pages.catalog(lang)
+        return self.message(
+            request,
+            lang,
+            "check_inbox_title",
+            [forms.fill(t["check_inbox_body"], email=entry.email), "check_inbox_spam"],
+            tone="ok",
+        )
+
+    async def send_confirmation(self, subscriber: Subscriber) -> None:
+        """The double opt-in mail; a failure is logged, the visitor can sign up again."""
+        service = self.service
+        to = Recipient(
+            subscriber.id, subscriber.email, subscriber.name, subscriber.locale, subscriber.timezone
+        )
+        try:
+            message = service.renderer.render_confirm(to, now=service.clock())
+            sender = service.campaign.campaign.sender_address.addr_spec
+            await service.transport.send(message, sender=sender, recipient=subscriber.email)
+        except (CampaignbotError, OSError, TimeoutError) as err:
+            logger.warning(
+                "subscriber %d: confirmation mail not sent: %s",
+                subscriber.id,
+                err,
+                extra={"action": "confirm_mail_failed", "subscriber": subscriber.id},
+            )
+            return
+        except Exception:  # a bug must not go unnoticed in a background task
+            logger.exception(
+                "subscriber %d: confirmation mail not sent",
+                subscriber.id,
+                extra={"action": "confirm_mail_failed", "subscriber": subscriber.id},
+            )
+            return
+        logger.info(
+            "subscriber %d: confirmation mail sent",
+            subscriber.id,
+            extra={"action": "confirm_mail_sent", "subscriber": subscriber.id},
+        )
+
+    # -- links from emails -----------------------------------------------------------
+
+    def _links(self, subscriber_id: int, lang: str) -> dict[str, str]:
+        sign = self.service.signer.sign
+        return {
+            purpose: f"/{purpose}?{urlencode({'t': sign(purpose, subscriber_id), 'lang': lang})}"
+            for purpose in ("preferences", "unsubscribe")
+        }
+
+    async def confirm(self, request: Request) -> Response:
+        try:
+            subscriber_id = self.verify(request, "confirm")
+        except TokenError as err:
+            return self.bad_link(request, err, self.lang(request))
+        subscriber = await self.service.store.confirm(subscriber_id, now=self.service.clock())
+        if subscriber is None:
+            return self.bad_link(request, None, self.lang(request))
+        lang = self.lang(request, subscriber.locale)
+        t, links = self.pages.catalog(lang), self._links(subscriber.id, lang)
+        if subscriber.status is not SubscriberStatus.ACTIVE:
+            status = self.status_text(lang, subscriber.status)
+            text = forms.fill(t["not_subscribed_body"], status=status)
+            return self.message(request, lang, "not_subscribed_title", [text])
+        return self.message(
+            request,
+            lang,
+            "confirmed_title",
+            ["confirmed_body"],
+            links=[
+                (t["manage_preferences"], links["preferences"]),
+                (t["unsubscribe_link"], links["unsubscribe"]),
+            ],
+            tone="ok",
+        )
+
+    async def unsubscribe_form(self, request: Request) -> Response:
+        """GET: a one-button page; nothing changes (mail scanners follow links)."""
+        try:
+            subscriber_id = self.verify(request, "unsubscribe")
+        except TokenError as err:
+            return self.bad_link(request, err, self.lang(request))
+        subscriber = await self.service.store.get(subscriber_id)
+        if subscriber is None:
+            return self.bad_link(request, None, self.lang(request))
+        lang = self.lang(request, subscriber.locale)
+        t = self.pages.catalog(lang)
+        return self.page(
+            request,
+            lang,
+            "unsubscribe.html.j2",
+            question=forms.fill(t["unsubscribe_body"], email=subscriber.email),
+            action=f"/unsubscribe?{urlencode({'t': request.query_params['t'], 'lang': lang})}",
+            preferences_url=self._links(subscriber.id, lang)["preferences"],
+        )
+
+    async def unsubscribe(self, request: Request) -> Response:
+        """POST (RFC 8058 one-click, or the page's button): unsubscribe now, idempotently.
+
+        No CSRF token: mail providers post here; the signed URL is the authorization.
+        Deliveries not yet sent are skipped by the sender's opt-out check.
+        """
+        try:
+            subscriber_id = self.verify(request, "unsubscribe")
+        except TokenError as err:
+            return self.bad_link(request, err, self.lang(request))
+        store, now = self.service.store, self.service.clock()
+        subscriber = await store.get(subscriber_id)
+        if subscriber is not None and subscriber.status in (
+            SubscriberStatus.ACTIVE,
+            SubscriberStatus.PENDING,
+        ):
+            await store.set_status(subscriber_id, SubscriberStatus.UNSUBSCRIBED, now=now)
+            logger.info(
+                "subscriber %d: unsubscribed on the web",
+                subscriber_id,
+                extra={"action": "unsubscribed", "subscriber": subscriber_id},
+            )
+        lang = self.lang(request, subscriber.locale if subscriber else None)
+        return self.message(request, lang, "unsubscribed_title", ["unsubscribed_body"], tone="ok")
+
+    async def preferences(self, request: Request) -> Response:
+        try:
+            subscriber_id = self.verify(request, "preferences")
+        except TokenError as err:
+            return self.bad_link(request, err, self.lang(request))
+        store = self.service.store
+        subscriber = await store.get(subscriber_id)
+        if subscriber is None:
+            return self.bad_link(request, None, self.lang(request))
+        lang = self.lang(request, subscriber.locale)
+        cookie = self.csrf_cookie(request)
+        values = forms.FormValues(
+            email=subscriber.email,
+            locale=subscriber.locale,
+            timezone=subscriber.timezone,
+            countries=sorted(subscriber.countries),
+            topics=sorted(subscriber.topics),
+        )
+        errors: forms.FieldErrors = {}
+        saved, status = False, 200
+        if request.method == "POST":
+            fields = await self.form(request)
+            if not self.csrf.check(
+                request.cookies.get(CSRF_COOKIE), (fields.get("csrf_token") or [""])[0]
+            ):
+                return self.message(request, lang, "csrf_title", ["csrf_body"], status=403)
+            prefs, values, errors = forms.parse_preferences(fields, self._choices())
+            if prefs is None:
+                status = 400
+            else:
+                updated = await store.update_preferences(
+                    subscriber_id,
+                    countries=prefs.countries,
+                    topics=prefs.topics,
+                    locale=prefs.locale,
+                    timezone=prefs.timezone,
+                    now=self.service.clock(),
+                )
+                if updated is None:
+                    return self.bad_link(request, None, lang)
+                subscriber, saved = updated, True
+                lang = self.lang(request, subscriber.locale)
+        t = self.pages.catalog(lang)
+        inactive = ""
+        if subscriber.status is not SubscriberStatus.ACTIVE:
+            status_text = self.status_text(lang, subscriber.status)
+            inactive = forms.fill(t["preferences_inactive"], status=status_text)
+        response = self.page(
+            request,
+            lang,
+            "preferences.html.j2",
+            status=status,
+            email=subscriber.email,
+            saved=saved,
+            inactive_text=inactive,
+            values=values,
+            errors=errors,
+            csrf_token=self.csrf.field(cookie),
+            action=f"/preferences?{urlencode({'t': request.query_params['t'], 'lang': lang})}",
+            unsubscribe_url=self._links(subscriber.id, lang)["unsubscribe"],
+            timezone_options=[(z, z.replace("_", " ")) for z in self.timezones],
+            **self._options(lang),
+        )
+        return self.with_csrf(request, response, cookie)
+
+    # -- feeds and operations --------------------------------------------------------
+
+    async def calendar(self, request: Request) -> Response:
+        """All events as iCalendar (cancelled ones too, so calendars drop them)."""
+        preferred = None
+        if request.query_params.get("t"):
+            try:
+                subscriber = await self.service.store.get(self.verify(request, "calendar"))
+            except TokenError as err:
+                return self.bad_link(request, err, self.lang(request))
+            preferred = subscriber.locale if subscriber else None
+        lang = self.lang(request, preferred)
+        campaign = self.service.campaign
+        events = list(campaign.events)
+        wanted = request.query_params.get("event")
+        if wanted is not None:
+            events = [e for e in events if e.id == wanted]
+            if not events:
+                raise HTTPException(404)
+        data = feed_ics(
+            events,
+            campaign.campaign,
+            locale=lang,
+            now=self.service.clock(),
+            sequences=await self.service.events.sequences(),
+        )
+        name = f"{wanted}.ics" if wanted else "events.ics"
+        return Response(
+            data,
+            media_type="text/calendar; charset=utf-8",
+            headers={
+                "content-disposition": f'inline; filename="{name}"',
+                "cache-control": "no-store" if preferred else "max-age=300",
+            },
+        )
+
+    async def healthz(self, request: Request) -> Response:
+        ok, body = await self.health.report()
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    async def metrics_page(self, request: Request) -> Response:
+        return Response(await self.metrics.render(), media_type=CONTENT_TYPE)
+
+    async def stylesheet(self, request: Request) -> Response:
+        return Response(
+            self.pages.stylesheet,
+            media_type="text/css; charset=utf-8",
+            headers={"cache-control": "max-age=3600"},
+        )
+
+    # -- errors ------------------------------------------------------------------------
+
+    async def http_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        lang = self.lang(request)
+        if exc.status_code in (404, 405):
+            response = self.message(
+                request, lang, "not_found_title", ["not_found_body"], status=exc.status_code
+            )
+        else:
+            response = self.message(
+                request, lang, "error_title", ["error_body"], status=exc.status_code
+            )
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    async def store_error(self, request: Request, exc: Exception) -> Response:
+        logger.error("web: %s", exc, extra={"action": "web_store_error"})
+        return self.message(request, self.lang(request), "error_title", ["error_body"], status=503)
+
+
+def create_app(
+    service: Service,
+    *,
+    subscribe_limit: tuple[int, float] = (5, 60.0),
+    health_cache_s: float = 30.0,
+    require_scheduler: bool = True,
+) -> Starlette:
+    """The Starlette app over `service`.
+
+    `subscribe_limit`: sign-ups per client address per window (seconds).
+    `health_cache_s`: how long a transport check result is reused by /healthz.
+    `require_scheduler`: /healthz fails while the scheduler is not running (False
+    for `campaignbot web`, which serves pages only).
+    """
+    web = Web(
+        service,
+        subscribe_limit=subscribe_limit,
+        health_cache_s=health_cache_s,
+        require_scheduler=require_scheduler,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        # let confirmation mails being sent finish
+        if web.tasks:
+            await asyncio.wait(set(web.tasks), timeout=10)
+
+    routes = [
+        Route("/", web.home, methods=["GET"]),
+        Route("/subscribe", web.subscribe, methods=["POST"]),
+        Route("/confirm", web.confirm, methods=["GET"]),
+        Route("/unsubscribe", web.unsubscribe_form, methods=["GET"]),
+        Route("/unsubscribe", web.unsubscribe, methods=["POST"]),
+        Route("/preferences", web.preferences, methods=["GET", "POST"]),
+        Route("/events.ics", web.calendar, methods=["GET"]),
+        Route("/healthz", web.healthz, methods=["GET"]),
+        Route("/metrics", web.metrics_page, methods=["GET"]),
+        Route("/static/style.css", web.stylesheet, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(SecurityHeaders)],
+        exception_handlers={HTTPException: web.http_error, StoreError: web.store_error},
+        lifespan=lifespan,
+        max_body_size=MAX_BODY_BYTES,
+    )
+    app.state.web = web
+    return app
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,29 @@
+"""Test-wide setup: strip operator settings, register fixture plugins."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+# CI machines are shared and slow at times: judge properties, not speed.
+settings.register_profile("campaignbot", deadline=None, print_blob=True)
+settings.load_profile("campaignbot")
+
+# Fixture families live in their own modules so each stays small.
+pytest_plugins = ["tests.fixtures.smtp", "tests.fixtures.db"]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No stray CAMPAIGNBOT_* variable or .env leaks into a test (procrastinate does the same)."""
+    for name in list(os.environ):
+        if name.startswith("CAMPAIGNBOT_") and name != "CAMPAIGNBOT_TEST_POSTGRES_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    yield

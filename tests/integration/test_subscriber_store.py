@@ -1,0 +1,361 @@
+"""SubscriberStore and audience_clause on real SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, insert, literal, select
+
+from campaignbot.campaign import Audience
+from campaignbot.database import Database
+from campaignbot.errors import InvalidInputError
+from campaignbot.subscriber import SubscriberInput, SubscriberStatus
+from campaignbot.subscriber_store import SubscriberExistsError, SubscriberStore, audience_clause
+from campaignbot.tables import UTCDateTime, alerts, deliveries, subscribers
+
+NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+LATER = NOW + timedelta(hours=1)
+ACTIVE, PENDING = SubscriberStatus.ACTIVE, SubscriberStatus.PENDING
+UNSUBSCRIBED, BOUNCED = SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED
+
+
+def entry(
+    email: str,
+    *,
+    countries: tuple[str, ...] = (),
+    topics: tuple[str, ...] = (),
+    name: str = "",
+    locale: str = "en",
+) -> SubscriberInput:
+    return SubscriberInput.create(
+        email,
+        name=name,
+        locale=locale,
+        timezone="Europe/Helsinki",
+        countries=countries,
+        topics=topics,
+    )
+
+
+@pytest.fixture
+def store(db: Database) -> SubscriberStore:
+    return SubscriberStore(db)
+
+
+async def test_add_stores_an_active_subscriber_with_consent(store: SubscriberStore) -> None:
+    added = await store.add(entry("Jan@Example.PL", countries=("PL",)), now=NOW, source="cli")
+    assert added.id > 0
+    assert (added.email, added.status, added.consent_at) == ("Jan@example.pl", ACTIVE, NOW)
+    assert (added.countries, added.follows_all, added.consent_source) == ({"PL"}, False, "cli")
+    assert await store.get(added.id) == added
+    assert await store.get_by_email(" JAN@example.pl") == added
+    assert await store.get_by_email("nobody@example.org") is None
+
+
+async def test_add_refuses_a_known_address_whatever_its_case(store: SubscriberStore) -> None:
+    await store.add(entry("jan@example.pl"), now=NOW, source="cli")
+    with pytest.raises(SubscriberExistsError, match=r"JAN@example.pl: already a subscriber"):
+        await store.add(entry("JAN@example.pl"), now=NOW, source="cli")
+
+
+async def test_import_adds_then_leaves_identical_rows_alone(store: SubscriberStore) -> None:
+    rows = [entry(f"p{i}@example.org", countries=("FI",)) for i in range(7)]
+    first = await store.upsert_many(rows, now=NOW, source="import:a.csv", batch_size=3)
+    assert (first.added, first.updated, first.unchanged) == (7, 0, 0)
+    again = await store.upsert_many(rows, now=LATER, source="import:a.csv", batch_size=3)
+    assert (again.added, again.updated, again.unchanged) == (0, 0, 7)
+    stored = await store.list_subscribers()
+    assert {s.updated_at for s in stored} == {NOW}
+    assert {(s.status, s.consent_at, s.consent_source) for s in stored} == {
+        (ACTIVE, NOW, "import:a.csv")
+    }
+
+
+async def test_import_updates_changed_fields_but_not_status_or_consent(
+    store: SubscriberStore,
+) -> None:
+    await store.add(entry("a@example.org"), now=NOW, source="cli", status=PENDING)
+    counts = await store.upsert_many(
+        [entry("A@example.org", name="Anna", topics=("elections",))], now=LATER, source="import:x"
+    )
+    assert (counts.added, counts.updated, counts.unchanged) == (0, 1, 0)
+    after = await store.get_by_email("a@example.org")
+    assert after is not None
+    assert (after.email, after.name, after.topics, after.follows_all) == (
+        "A@example.org",
+        "Anna",
+        {"elections"},
+        False,
+    )
+    assert (after.status, after.consent_source, after.updated_at) == (PENDING, "cli", LATER)
+
+
+@pytest.mark.parametrize("final", [UNSUBSCRIBED, BOUNCED])
+async def test_import_never_touches_unsubscribed_or_bounced(
+    store: SubscriberStore, final: SubscriberStatus
+) -> None:
+    added = await store.add(entry("gone@example.org"), now=NOW, source="cli")
+    await store.set_status(added.id, final, now=NOW)
+    counts = await store.upsert_many(
+        [entry("GONE@example.org", name="Back?", countries=("FI",))], now=LATER, source="import:x"
+    )
+    assert (counts.added, counts.updated, counts.unchanged) == (0, 0, 1)
+    after = await store.get(added.id)
+    assert after is not None
+    assert (after.status, after.email, after.name, after.updated_at) == (
+        final,
+        "gone@example.org",
+        "",
+        NOW,
+    )
+
+
+async def test_an_error_while_streaming_rolls_the_whole_import_back(
+    store: SubscriberStore,
+) -> None:
+    def rows() -> Iterator[SubscriberInput]:
+        for i in range(10):
+            yield entry(f"p{i}@example.org")
+        raise InvalidInputError("people.csv: row 12: invalid email")
+
+    with pytest.raises(InvalidInputError):
+        await store.upsert_many(rows(), now=NOW, source="import:x", batch_size=4)
+    assert await store.list_subscribers() == []
+
+
+async def test_a_repeated_address_in_one_stream_is_written_in_order(
+    store: SubscriberStore,
+) -> None:
+    rows = [entry("a@example.org", name="first"), entry("A@example.org", name="second")]
+    counts = await store.upsert_many(rows, now=NOW, source="import:x")
+    assert (counts.added, counts.updated) == (1, 1)
+    assert [s.name for s in await store.list_subscribers()] == ["second"]
+
+
+async def test_iterate_filters_by_status_country_and_topic(store: SubscriberStore) -> None:
+    await store.upsert_many(
+        [
+            entry("fi@example.org", countries=("FI",)),
+            entry("fin@example.org", countries=("FI", "PL"), topics=("mine-ban-treaty",)),
+            entry("mine@example.org", topics=("mine",)),
+            entry("all@example.org"),
+        ],
+        now=NOW,
+        source="import:x",
+    )
+    gone = await store.get_by_email("fi@example.org")
+    assert gone is not None
+    await store.set_status(gone.id, UNSUBSCRIBED, now=NOW)
+
+    async def emails(**filters: object) -> list[str]:
+        return [s.email async for s in store.iterate(**filters)]  # type: ignore[arg-type]
+
+    assert await emails() == [
+        "fi@example.org",
+        "fin@example.org",
+        "mine@example.org",
+        "all@example.org",
+    ]
+    assert await emails(status=ACTIVE, country="fi") == ["fin@example.org"]
+    assert await emails(topic="mine") == ["mine@example.org"]
+    assert await emails(topic="mine-ban-treaty") == ["fin@example.org"]
+    assert await emails(status=UNSUBSCRIBED) == ["fi@example.org"]
+
+
+async def test_remove_deletes_the_subscriber_and_their_deliveries(
+    db: Database, store: SubscriberStore
+) -> None:
+    added = await store.add(entry("jan@example.pl"), now=NOW, source="cli")
+    async with db.engine.begin() as conn:
+        alert_id = (
+            await conn.execute(
+                insert(alerts)
+                .values(
+                    key="ev:1d",
+                    event_id="ev",
+                    reminder="1d",
+                    kind="alert",
+                    due_at=NOW,
+                    fired_at=NOW,
+                    status="fired",
+                )
+                .returning(alerts.c.id)
+            )
+        ).scalar_one()
+        await conn.execute(
+            insert(deliveries).values(
+                alert_id=alert_id,
+                subscriber_id=added.id,
+                status="pending",
+                next_attempt_at=NOW,
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+    assert await store.remove("JAN@example.pl") is True
+    assert await store.remove("jan@example.pl") is False
+    async with db.engine.connect() as conn:
+        left = (await conn.execute(select(func.count()).select_from(deliveries))).scalar_one()
+    assert left == 0
+
+
+async def test_set_status_and_update_preferences(store: SubscriberStore) -> None:
+    added = await store.add(entry("jan@example.pl"), now=NOW, source="cli")
+    bounced = await store.set_status(added.id, BOUNCED, now=LATER)
+    assert bounced is not None
+    assert (bounced.status, bounced.updated_at) == (BOUNCED, LATER)
+    assert await store.set_status(999_999, BOUNCED, now=LATER) is None
+
+    changed = await store.update_preferences(
+        added.id, countries=["pl"], topics=[], locale="pl", timezone="Europe/Warsaw", now=LATER
+    )
+    assert changed is not None
+    assert (changed.countries, changed.follows_all, changed.locale) == ({"PL"}, False, "pl")
+    assert changed.status == BOUNCED  # preferences never change the status
+    with pytest.raises(InvalidInputError, match="unknown locale 'xx'"):
+        await store.update_preferences(
+            added.id, countries=[], topics=[], locale="xx", timezone="UTC", now=LATER
+        )
+
+
+async def test_create_pending_and_confirm_implement_double_opt_in(
+    store: SubscriberStore,
+) -> None:
+    new, send = await store.create_pending(entry("a@example.org"), now=NOW, source="web")
+    assert (new.status, new.consent_at, send) == (PENDING, None, True)
+
+    again, send = await store.create_pending(
+        entry("a@example.org", locale="fi"), now=LATER, source="web"
+    )
+    assert (again.id, again.status, again.locale, send) == (new.id, PENDING, "fi", True)
+
+    confirmed = await store.confirm(new.id, now=LATER)
+    assert confirmed is not None
+    assert (confirmed.status, confirmed.consent_at) == (ACTIVE, LATER)
+    assert await store.confirm(new.id, now=LATER + timedelta(days=1)) == confirmed
+    assert await store.confirm(999_999, now=LATER) is None
+
+
+@pytest.mark.parametrize("status", [ACTIVE, BOUNCED])
+async def test_create_pending_leaves_other_statuses_untouched(
+    store: SubscriberStore, status: SubscriberStatus
+) -> None:
+    added = await store.add(entry("a@example.org"), now=NOW, source="cli")
+    await store.set_status(added.id, status, now=NOW)
+    before = await store.get(added.id)
+    found, send = await store.create_pending(
+        entry("a@example.org", locale="fi"), now=LATER, source="web"
+    )
+    assert (found, send) == (before, False)
+    assert await store.confirm(added.id, now=LATER) == before
+
+
+async def test_someone_who_unsubscribed_may_sign_up_again_with_double_opt_in(
+    store: SubscriberStore,
+) -> None:
+    added = await store.add(entry("a@example.org"), now=NOW, source="cli")
+    await store.set_status(added.id, UNSUBSCRIBED, now=NOW)
+    found, send = await store.create_pending(entry("a@example.org"), now=LATER, source="web")
+    assert send is True
+    assert found.status == SubscriberStatus.PENDING  # no alerts until the link is followed
+    confirmed = await store.confirm(added.id, now=LATER)
+    assert confirmed is not None
+    assert confirmed.status == ACTIVE
+
+
+# who is in the table for the audience tests: email -> (countries, topics, status)
+PEOPLE: dict[str, tuple[tuple[str, ...], tuple[str, ...], SubscriberStatus]] = {
+    "fi": (("FI",), (), ACTIVE),
+    "fi-pl": (("FI", "PL"), (), ACTIVE),
+    "lt": (("LT",), ("cluster-munitions",), ACTIVE),
+    "treaty": ((), ("mine-ban-treaty",), ACTIVE),
+    "mine": ((), ("mine",), ACTIVE),
+    "all": ((), (), ACTIVE),
+    "fi-pending": (("FI",), (), PENDING),
+    "all-unsubscribed": ((), (), UNSUBSCRIBED),
+    "fi-bounced": (("FI",), ("mine-ban-treaty",), BOUNCED),
+}
+
+
+@pytest.mark.parametrize(
+    ("audience", "expected"),
+    [
+        (Audience(), {"fi", "fi-pl", "lt", "treaty", "mine", "all"}),
+        (Audience(countries=("FI",)), {"fi", "fi-pl", "all"}),
+        (Audience(countries=("PL", "LT")), {"fi-pl", "lt", "all"}),
+        (Audience(countries=("EE",)), {"all"}),
+        (Audience(topics=("mine-ban-treaty",)), {"treaty", "all"}),
+        (Audience(topics=("mine",)), {"mine", "all"}),
+        (Audience(topics=("ban",)), {"all"}),
+        (Audience(countries=("LT",), topics=("mine-ban-treaty",)), {"lt", "treaty", "all"}),
+    ],
+    ids=[
+        "everyone",
+        "country",
+        "any-of-countries",
+        "nobody-but-followers-of-all",
+        "topic",
+        "topic-that-prefixes-another",
+        "substring-of-a-topic",
+        "country-or-topic",
+    ],
+)
+async def test_audience_clause_matches_active_followers_only(
+    db: Database, store: SubscriberStore, audience: Audience, expected: set[str]
+) -> None:
+    for name, (countries, topics, status) in PEOPLE.items():
+        added = await store.add(
+            entry(f"{name}@example.org", countries=countries, topics=topics),
+            now=NOW,
+            source="test",
+        )
+        if status is not ACTIVE:
+            await store.set_status(added.id, status, now=NOW)
+    query = select(subscribers.c.email).where(audience_clause(audience))
+    async with db.engine.connect() as conn:
+        found = {row.email.split("@")[0] for row in await conn.execute(query)}
+    assert found == expected
+    assert await store.count_audience(audience) == len(expected)
+
+
+async def test_audience_clause_drives_an_insert_from_select(
+    db: Database, store: SubscriberStore
+) -> None:
+    """The delivery engine's shape: INSERT INTO deliveries ... SELECT ... WHERE clause."""
+    for name in ("a", "b"):
+        await store.add(entry(f"{name}@example.org", countries=("FI",)), now=NOW, source="t")
+    await store.add(entry("c@example.org", countries=("PL",)), now=NOW, source="t")
+    async with db.engine.begin() as conn:
+        alert_id = (
+            await conn.execute(
+                insert(alerts)
+                .values(
+                    key="fi:0",
+                    event_id="fi",
+                    reminder="0",
+                    kind="alert",
+                    due_at=NOW,
+                    fired_at=NOW,
+                    status="fired",
+                )
+                .returning(alerts.c.id)
+            )
+        ).scalar_one()
+        chosen = select(
+            literal(alert_id, alerts.c.id.type),
+            subscribers.c.id,
+            literal("pending"),
+            literal(NOW, UTCDateTime()),
+            literal(NOW, UTCDateTime()),
+            literal(NOW, UTCDateTime()),
+        ).where(audience_clause(Audience(countries=("FI",))))
+        columns = ["alert_id", "subscriber_id", "status", "next_attempt_at"]
+        statement = insert(deliveries).from_select([*columns, "created_at", "updated_at"], chosen)
+        await conn.execute(statement)
+        query = select(subscribers.c.email).join(
+            deliveries, deliveries.c.subscriber_id == subscribers.c.id
+        )
+        found = sorted(row.email for row in await conn.execute(query))
+    assert found == ["a@example.org", "b@example.org"]

@@ -1,0 +1,148 @@
+"""The campaign file: the shipped one is valid, broken copies give one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from campaignbot.campaign import load_campaign, localize, parse_offset
+from campaignbot.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED = REPO / "config" / "campaign.toml"
+
+MINIMAL = """\
+[campaign]
+name = "Stay in the Mine Ban Treaty"
+sender = "Mine Ban Alerts <alerts@example.org>"
+timezone = "Europe/Helsinki"
+
+[[events]]
+id = "a"
+title = "A"
+when = 2030-01-01
+
+[[events]]
+id = "b"
+title = { en = "B", fi = "B fi" }
+when = 2030-06-17T10:00:00
+timezone = "Europe/Helsinki"
+"""
+
+
+def test_shipped_campaign_is_valid_and_has_an_upcoming_event() -> None:
+    campaign = load_campaign(SHIPPED)
+    ids = {e.id for e in campaign.events}
+    assert {"fi-final-vote", "baltic-deposit", "lt-ccm-withdrawal-effective"} <= ids
+    assert {"en", "fi", "pl"} <= set(campaign.locales)
+
+
+def test_minimal_campaign_takes_campaign_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL)
+    campaign = load_campaign(path)
+    a = campaign.event("a")
+    assert a.all_day
+    assert str(a.timezone) == "Europe/Helsinki"
+    assert [o.label for o in a.reminders] == ["7d", "1d", "0"]
+    assert campaign.campaign.catch_up_duration.total_seconds() == 6 * 3600
+
+
+def _problems(tmp_path: Path, text: str) -> list[str]:
+    path = tmp_path / "campaign.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_campaign(path)
+    return [str(p) for p in info.value.problems]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            'timezone = "Europe/Helsinki"\n"""',
+            'timezone = "Europe/Helsenki"\n"""',
+            "events[1].when: unknown time zone 'Europe/Helsenki'",
+        ),
+        ('id = "b"', 'id = "a"', "events[1].id: duplicate event id 'a' (first at events[0])"),
+        ('title = "A"', 'title = ""', "events[0].title: must not be empty"),
+        ('title = "A"', 'title = "A"\ncolour = "red"', "events[0].colour: unknown key"),
+        ("when = 2030-01-01", 'when = 2030-01-01\nreminders = ["1x"]', "events[0].reminders"),
+        ('fi = "B fi"', 'xx = "B"', "events[1].title: unknown locale 'xx'"),
+        ("when = 2030-01-01", "", "events[0].when: missing"),
+        ("when = 2030-01-01", 'when = "2030-13-45"', "events[0].when: bad date '2030-13-45'"),
+        ('name = "Stay', 'nmae = "Stay', "campaign.nmae: unknown key"),
+        ('timezone = "Europe/Helsinki"\n\n', "\n", "campaign.timezone: missing"),
+    ],
+    ids=[
+        "unknown-zone",
+        "duplicate-id",
+        "empty-title",
+        "unknown-key",
+        "bad-offset",
+        "unknown-locale",
+        "missing-when",
+        "bad-date",
+        "campaign-unknown-key",
+        "missing-campaign-zone",
+    ],
+)
+def test_broken_campaign_gives_one_line_errors(
+    tmp_path: Path, old: str, new: str, expected: str
+) -> None:
+    text = (MINIMAL + '"""').replace(old, new, 1).removesuffix('"""')
+    assert text != MINIMAL
+    problems = _problems(tmp_path, text)
+    assert any(expected in p for p in problems), problems
+    assert all(p.startswith(f"{tmp_path / 'campaign.toml'}: ") for p in problems)
+    assert all("\n" not in p for p in problems)
+
+
+def test_local_time_without_any_zone_is_an_error(tmp_path: Path) -> None:
+    text = MINIMAL.replace('timezone = "Europe/Helsinki"\n\n', "\n", 1)
+    problems = _problems(tmp_path, text)
+    assert [p.split(": ", 1)[1] for p in problems] == [
+        "campaign.timezone: missing",
+        "events[0].when: missing time zone",
+    ]
+
+
+def test_malformed_toml_names_the_line(tmp_path: Path) -> None:
+    problems = _problems(tmp_path, MINIMAL.replace('id = "b"', 'id = = "b"'))
+    assert len(problems) == 1
+    assert problems[0].startswith(f"{tmp_path / 'campaign.toml'}: line 12: invalid TOML")
+
+
+def test_unreadable_file_is_one_problem(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_campaign(tmp_path / "nope.toml")
+    assert (
+        str(info.value) == f"{tmp_path / 'nope.toml'}: cannot read file: No such file or directory"
+    )
+
+
+def test_every_problem_is_listed_not_just_the_first(tmp_path: Path) -> None:
+    text = MINIMAL.replace('title = "A"', 'title = ""').replace('id = "b"', 'id = "B B"')
+    problems = _problems(tmp_path, text)
+    assert len(problems) == 2
+
+
+@pytest.mark.parametrize("text", ["1", "d", "-1d", "1.5d", "1y", "01d", " ", ""])
+def test_bad_offsets_are_rejected(text: str) -> None:
+    with pytest.raises(ValueError, match="bad offset"):
+        parse_offset(text)
+
+
+@given(st.integers(1, 99999), st.sampled_from("wdhm"))
+def test_offsets_round_trip(amount: int, unit: str) -> None:
+    assert parse_offset(f"{amount}{unit}").label == f"{amount}{unit}"
+
+
+def test_localize_falls_back_to_language_then_default() -> None:
+    text = {"en": "hello", "fi": "moi"}
+    assert localize(text, "fi_FI", "en") == "moi"
+    assert localize(text, "pl", "en") == "hello"
+    assert localize({"": "any"}, "pl", "en") == "any"
