@@ -129,6 +129,4 @@ def test_check_reports_an_unreachable_database(shipped_env: None) -> None:
     url = "postgresql://postgres@127.0.0.1:1/nowhere"
     result = CliRunner().invoke(cli, ["check"], env={"CAMPAIGNBOT_DATABASE_URL": url})
     assert result.exit_code == 2
-    assert "database: postgresql+asyncpg://postgres@127.0.0.1:1/nowhere: " in (
-        result.output
-    )
+    assert "database: postgresql+asyncpg://postgres@127.0.0.1:1/nowhere: " in (result.output)
