@@ -65,5 +65,7 @@ class RunningBot:
             self.proc.kill()
             self.proc.wait()
         self._reader.join(timeout=5)
-        if self.proc.stderr is not None:
+        if self.proc.stderr is not None and not self.proc.stderr.closed:
             self.proc.stderr.close()
+            # pytest shows captured output of failing tests only: the log of every bot
+            print(f"--- campaignbot run (pid {self.proc.pid}) ---\n{self.log}")

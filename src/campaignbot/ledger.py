@@ -435,41 +435,26 @@ class Ledger:
         released = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
         changed = 0
         async with self.db.engine.begin() as conn:
-            if sent:
-                stmt = (
-                    update(deliveries)
-                    .where(mine)
-                    .values(
-                        status="sent",
-                        message_id=bindparam("b_message_id"),
-                        last_code=bindparam("b_code"),
-                        last_error=None,
-                        sent_at=now,
-                        **released,
-                    )
-                )
-                params: list[dict[str, Any]] = [
-                    {
-                        "b_id": o.delivery_id,
-                        "b_message_id": o.message_id,
-                        "b_code": _reply_code(o.reply),
-                    }
+
+            async def write(rows: list[dict[str, Any]], **values: Any) -> None:
+                nonlocal changed
+                if rows:
+                    stmt = update(deliveries).where(mine).values(**values, **released)
+                    changed += (await conn.execute(stmt, rows)).rowcount
+
+            await write(
+                [
+                    {"b_id": o.delivery_id, "b_mid": o.message_id, "b_code": _reply_code(o.reply)}
                     for o in sent
-                ]
-                changed += (await conn.execute(stmt, params)).rowcount
-            if retry:
-                stmt = (
-                    update(deliveries)
-                    .where(mine)
-                    .values(
-                        status="retry",
-                        last_code=bindparam("b_code"),
-                        last_error=bindparam("b_error"),
-                        next_attempt_at=bindparam("b_next"),
-                        **released,
-                    )
-                )
-                params = [
+                ],
+                status="sent",
+                message_id=bindparam("b_mid"),
+                last_code=bindparam("b_code"),
+                last_error=None,
+                sent_at=now,
+            )
+            await write(
+                [
                     {
                         "b_id": o.delivery_id,
                         "b_code": o.code,
@@ -477,52 +462,37 @@ class Ledger:
                         "b_next": o.next_attempt_at,
                     }
                     for o in retry
-                ]
-                changed += (await conn.execute(stmt, params)).rowcount
-            if uncertain:
-                stmt = (
-                    update(deliveries)
-                    .where(mine)
-                    .values(
-                        status="uncertain",
-                        was_uncertain=True,
-                        last_code=None,
-                        last_error=bindparam("b_error"),
-                        next_attempt_at=bindparam("b_next"),
-                        **released,
-                    )
-                )
-                params = [
+                ],
+                status="retry",
+                last_code=bindparam("b_code"),
+                last_error=bindparam("b_error"),
+                next_attempt_at=bindparam("b_next"),
+            )
+            await write(
+                [
                     {"b_id": o.delivery_id, "b_error": o.error, "b_next": o.next_attempt_at}
                     for o in uncertain
-                ]
-                changed += (await conn.execute(stmt, params)).rowcount
-            if failed:
-                stmt = (
-                    update(deliveries)
-                    .where(mine)
-                    .values(
-                        status="failed",
-                        last_code=bindparam("b_code"),
-                        last_error=bindparam("b_error"),
-                        **released,
-                    )
-                )
-                params = [
-                    {"b_id": o.delivery_id, "b_code": o.code, "b_error": o.error} for o in failed
-                ]
-                changed += (await conn.execute(stmt, params)).rowcount
-                bounced = [o.hard_bounce_subscriber for o in failed if o.hard_bounce_subscriber]
-                if bounced:
-                    await self._count_bounces(conn, bounced, now=now)
-            if skipped:
-                stmt = (
-                    update(deliveries)
-                    .where(mine)
-                    .values(status="skipped", last_error=bindparam("b_error"), **released)
-                )
-                params = [{"b_id": o.delivery_id, "b_error": o.reason} for o in skipped]
-                changed += (await conn.execute(stmt, params)).rowcount
+                ],
+                status="uncertain",
+                was_uncertain=True,
+                last_code=None,
+                last_error=bindparam("b_error"),
+                next_attempt_at=bindparam("b_next"),
+            )
+            await write(
+                [{"b_id": o.delivery_id, "b_code": o.code, "b_error": o.error} for o in failed],
+                status="failed",
+                last_code=bindparam("b_code"),
+                last_error=bindparam("b_error"),
+            )
+            bounced = [o.hard_bounce_subscriber for o in failed if o.hard_bounce_subscriber]
+            if bounced:
+                await self._count_bounces(conn, bounced, now=now)
+            await write(
+                [{"b_id": o.delivery_id, "b_error": o.reason} for o in skipped],
+                status="skipped",
+                last_error=bindparam("b_error"),
+            )
         return changed
 
     async def _count_bounces(
