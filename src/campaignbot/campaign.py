@@ -18,6 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -127,7 +128,7 @@ def _localized(value: object) -> dict[str, str]:
         for key, text in value.items():
             if not isinstance(text, str):
                 raise ValueError(f"{key}: must be a string")
-            table[_locale(key)] = text
+            table[key if key == "" else _locale(key)] = text  # "": any locale
     else:
         raise ValueError("must be a string or a table of locale = string")
     if not table or any(not text.strip() for text in table.values()):
@@ -137,7 +138,12 @@ def _localized(value: object) -> dict[str, str]:
     return table
 
 
-OffsetField = Annotated[Offset, Field(json_schema_extra={"format": "offset"})]
+# serialized as written ("1d"), so a dumped event validates again (event snapshots)
+OffsetField = Annotated[
+    Offset,
+    Field(json_schema_extra={"format": "offset"}),
+    PlainSerializer(str, return_type=str, when_used="json"),
+]
 LocalizedText = dict[str, str]
 
 

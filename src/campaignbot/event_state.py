@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 
-from sqlalchemy import select, update
+from pydantic import ValidationError
+from sqlalchemy import and_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -14,6 +16,8 @@ from campaignbot.campaign import Event, Status
 from campaignbot.database import Database
 from campaignbot.planning import event_start
 from campaignbot.tables import alerts, event_versions
+
+logger = logging.getLogger(__name__)
 
 REMOVED = "removed"
 
@@ -48,12 +52,40 @@ def previous_start(old: str) -> datetime | None:
     return datetime.strptime(stamp, "%Y-%m-%dT%H:%MZ").replace(tzinfo=UTC)
 
 
+def snapshot(event: Event) -> str:
+    return event.model_dump_json()
+
+
+def load_snapshot(text: str | None) -> Event | None:
+    """The event a snapshot recorded; None if there is none or it no longer validates."""
+    if text is None:
+        return None
+    try:
+        return Event.model_validate_json(text)
+    except ValidationError as err:
+        logger.warning(
+            "a stored event snapshot no longer validates: %s",
+            str(err).splitlines()[0],
+            extra={"action": "snapshot_invalid"},
+        )
+        return None
+
+
+def _previous_when(old: Event | None, old_fingerprint: str) -> datetime | date | None:
+    """When the event was planned before a change, as the organizer wrote it."""
+    if old is None:
+        return previous_start(old_fingerprint)
+    if isinstance(old.when, datetime) and old.when.tzinfo is None:
+        return old.when.replace(tzinfo=old.timezone)
+    return old.when
+
+
 @dataclass(frozen=True)
 class EventChange:
     event_id: str
     change: str  # rescheduled | postponed | cancelled
     sequence: int  # the iCalendar SEQUENCE after the change
-    previous: datetime | None
+    previous: datetime | date | None  # the event's `when` before the change
 
 
 class EventState:
@@ -71,20 +103,27 @@ class EventState:
     async def record(
         self, events: Iterable[Event], *, send_at: time, now: datetime
     ) -> list[EventChange]:
-        """Store each event's fingerprint; return the changes since last time.
+        """Store each event's fingerprint and snapshot; return the changes since last time.
 
         A never-seen event is recorded without a change. An event that vanished from
-        the config counts as cancelled. The update is conditional on the old
-        fingerprint, so when several processes reload at once only one reports it.
+        the config counts as cancelled and keeps its last snapshot. The update is
+        conditional on the old fingerprint, so when several processes reload at once
+        only one reports it.
         """
-        current = {event.id: fingerprint(event, send_at) for event in events}
+        current = {event.id: event for event in events}
         changes: list[EventChange] = []
         async with self._db.engine.begin() as conn:
             known = {row.event_id: row for row in await conn.execute(select(event_versions))}
             new_rows = [
-                {"event_id": eid, "fingerprint": fp, "sequence": 0, "updated_at": now}
-                for eid, fp in current.items()
-                if eid not in known
+                {
+                    "event_id": event.id,
+                    "fingerprint": fingerprint(event, send_at),
+                    "sequence": 0,
+                    "snapshot": snapshot(event),
+                    "updated_at": now,
+                }
+                for event in current.values()
+                if event.id not in known
             ]
             if new_rows:
                 insert = pg_insert if self._db.is_postgres else sqlite_insert
@@ -93,27 +132,41 @@ class EventState:
                     new_rows,
                 )
             for event_id, row in known.items():
-                new = current.get(event_id, REMOVED)
-                if new == row.fingerprint:
-                    continue
-                result = await conn.execute(
-                    update(event_versions)
-                    .where(
-                        event_versions.c.event_id == event_id,
-                        event_versions.c.fingerprint == row.fingerprint,
-                    )
-                    .values(fingerprint=new, sequence=row.sequence + 1, updated_at=now)
+                event = current.get(event_id)
+                new = fingerprint(event, send_at)
+                unchanged = and_(
+                    event_versions.c.event_id == event_id,
+                    event_versions.c.fingerprint == row.fingerprint,
                 )
+                if new == row.fingerprint:
+                    # same date and status; titles or links may still have been edited
+                    if event is not None and row.snapshot != (text := snapshot(event)):
+                        await conn.execute(
+                            update(event_versions).where(unchanged).values(snapshot=text)
+                        )
+                    continue
+                values = {"fingerprint": new, "sequence": row.sequence + 1, "updated_at": now}
+                if event is not None:
+                    values["snapshot"] = snapshot(event)
+                result = await conn.execute(update(event_versions).where(unchanged).values(values))
                 if result.rowcount != 1:
                     continue  # another process recorded this change
                 change = describe_change(row.fingerprint, new)
                 if change is not None:
-                    changes.append(
-                        EventChange(
-                            event_id, change, row.sequence + 1, previous_start(row.fingerprint)
-                        )
-                    )
+                    previous = _previous_when(load_snapshot(row.snapshot), row.fingerprint)
+                    changes.append(EventChange(event_id, change, row.sequence + 1, previous))
         return changes
+
+    async def snapshots(self, event_ids: Iterable[str]) -> dict[str, Event]:
+        """The last known definition of these events (also of ones deleted from the file)."""
+        query = select(event_versions.c.event_id, event_versions.c.snapshot).where(
+            event_versions.c.event_id.in_(set(event_ids))
+        )
+        async with self._db.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {
+            event_id: event for event_id, text in rows if (event := load_snapshot(text)) is not None
+        }
 
     async def fired_keys(self, keys: Iterable[str]) -> set[str]:
         """Which of these alert keys are already in the ledger (fired or skipped)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import (
@@ -76,6 +76,7 @@ class Claim:
     reminder: str
     kind: str  # alert | notice
     change: str | None
+    previous_when: datetime | date | None  # notices: the event's date before the change
     sequence: int  # the event's iCalendar SEQUENCE (notices: the one they announce)
     subscriber_id: int
     email: str
@@ -154,6 +155,13 @@ class StatusSummary:
     oldest_pending_age_s: float | None
 
 
+def _when_from_text(text: str | None) -> datetime | date | None:
+    """`alerts.previous_when`: an ISO date, or a date-time with its UTC offset."""
+    if text is None:
+        return None
+    return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+
+
 def _reply_code(reply: str) -> int | None:
     head = reply[:3]
     return int(head) if head.isdigit() else None
@@ -189,7 +197,13 @@ class Ledger:
         return await self._fire(row, audience, now=now)
 
     async def fire_notice(
-        self, event_id: str, *, change: str, sequence: int, now: datetime
+        self,
+        event_id: str,
+        *,
+        change: str,
+        sequence: int,
+        now: datetime,
+        previous_when: datetime | date | None = None,
     ) -> FireResult:
         """A notice (rescheduled/postponed/cancelled) to everyone already alerted of the event.
 
@@ -202,6 +216,7 @@ class Ledger:
             "reminder": "notice",
             "kind": "notice",
             "change": change,
+            "previous_when": None if previous_when is None else previous_when.isoformat(),
             "sequence": sequence,
             "due_at": now,
         }
@@ -367,6 +382,7 @@ class Ledger:
                     alerts.c.reminder,
                     alerts.c.kind,
                     alerts.c.change,
+                    alerts.c.previous_when,
                     case((alerts.c.kind == "notice", alerts.c.sequence), else_=sequence).label(
                         "sequence"
                     ),
@@ -386,7 +402,10 @@ class Ledger:
                 .order_by(deliveries.c.id)
             )
             rows = (await conn.execute(query)).all()
-        return [Claim(**row._mapping) for row in rows]
+        return [
+            Claim(**{**row._mapping, "previous_when": _when_from_text(row.previous_when)})
+            for row in rows
+        ]
 
     async def subscriber_statuses(self, subscriber_ids: Iterable[int]) -> dict[int, str]:
         """Current status of each subscriber (opt-out is checked again right before sending)."""

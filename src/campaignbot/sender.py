@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from campaignbot.backoff import Verdict, decide, retry_delay_s
 from campaignbot.campaign import Campaign, Event, Status
 from campaignbot.errors import DeliveryError
+from campaignbot.event_state import EventState
 from campaignbot.ledger import Claim, Failed, Ledger, Outcome, Retry, Sent, Skipped, Uncertain
 from campaignbot.mailer import Transport
 from campaignbot.mime import Wire
@@ -112,6 +113,7 @@ class Sender:
     ) -> None:
         self.ledger = ledger
         self.transport = transport
+        self._event_state = EventState(ledger.db)
         self.stats = SenderStats()
         self._provider = renderer_provider
         self._clock = clock
@@ -189,6 +191,10 @@ class Sender:
     ) -> None:
         renderer, campaign = self._provider()
         events = {e.id: e for e in campaign.events}
+        # a notice about an event deleted from the file is written from its last snapshot
+        gone = {c.event_id for c in batch.claims if c.kind == "notice" and c.event_id not in events}
+        if gone:
+            events |= await self._event_state.snapshots(gone)
         send_at = campaign.campaign.send_at
         deadlines = {e.id: event_deadline(e, send_at) for e in campaign.events}
         sender = campaign.campaign.sender_address.addr_spec
@@ -292,7 +298,8 @@ class Sender:
         if status != "active":
             return f"subscriber {status}"
         event = events.get(claim.event_id)
-        if event is None:
+        # `events` also holds snapshots of deleted events, for notices only
+        if event is None or (claim.kind == "alert" and event.id not in deadlines):
             return "event no longer in the config"
         if claim.kind == "alert":
             if event.status is not Status.SCHEDULED:
@@ -305,7 +312,12 @@ class Sender:
         to = _recipient(claim)
         if claim.kind == "notice":
             return renderer.wire_notice(
-                event, claim.change or "rescheduled", to, now=now, sequence=claim.sequence
+                event,
+                claim.change or "rescheduled",
+                to,
+                now=now,
+                sequence=claim.sequence,
+                previous_when=claim.previous_when,
             )
         return renderer.wire_alert(event, claim.reminder, to, now=now, sequence=claim.sequence)
 

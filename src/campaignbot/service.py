@@ -242,23 +242,27 @@ class Service:
         )
         known = {e.id for e in self.campaign.events}
         for change in changes:
-            if change.event_id not in known:
-                logger.warning(
-                    "event %s was removed from the config; its reminders stop. Subscribers "
-                    'already alerted get no notice: set status = "cancelled" instead',
+            removed = change.event_id not in known
+            if removed:
+                logger.info(
+                    "event %s was removed from the config: its reminders stop",
                     change.event_id,
                     extra={"action": "event_removed", "event": change.event_id},
                 )
-                continue
             if not await self.ledger.event_has_sent(change.event_id):
                 continue
             result = await self.ledger.fire_notice(
-                change.event_id, change=change.change, sequence=change.sequence, now=now
+                change.event_id,
+                change=change.change,
+                sequence=change.sequence,
+                now=now,
+                previous_when=change.previous,
             )
             logger.info(
-                "event %s %s: notice to %d subscribers",
+                "event %s %s%s: notice to %d subscribers",
                 change.event_id,
                 change.change,
+                " (removed from the config)" if removed else "",
                 result.deliveries,
                 extra={
                     "action": "notice_fired",

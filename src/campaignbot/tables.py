@@ -91,6 +91,9 @@ event_versions = Table(
     Column("fingerprint", String(200), nullable=False),
     # the iCalendar SEQUENCE: grows by one on every change
     Column("sequence", Integer, nullable=False, server_default="0"),
+    # the event as last seen (JSON of campaign.Event): a notice can still be written
+    # about an event deleted from the file, and tell the date it had before a move
+    Column("snapshot", Text, nullable=True),
     Column("updated_at", UTCDateTime, nullable=False),
 )
 
@@ -105,6 +108,8 @@ alerts = Table(
     Column("reminder", String(16), nullable=False),  # offset label, or "notice"
     Column("kind", String(16), nullable=False),  # alert | notice
     Column("change", String(16), nullable=True),  # notices: rescheduled|postponed|cancelled
+    # notices: the event's `when` before the change (ISO date, or date-time with offset)
+    Column("previous_when", String(40), nullable=True),
     Column("sequence", Integer, nullable=False, server_default="0"),
     Column("due_at", UTCDateTime, nullable=False),
     Column("fired_at", UTCDateTime, nullable=False),

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import inspect, text
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, inspect, text
 
-from campaignbot.database import Database, async_url, open_database
+from campaignbot.database import Database, alembic_config, async_url, open_database
 from campaignbot.errors import ConfigError
 from campaignbot.tables import metadata
+
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 async def test_migrations_create_every_table(db: Database) -> None:
@@ -22,7 +29,34 @@ async def test_upgrade_twice_is_a_no_op(db: Database) -> None:
     await db.upgrade()
     async with db.engine.connect() as conn:
         version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
-    assert version == "0001"
+    assert version == HEAD
+
+
+async def test_the_migrations_build_what_tables_py_describes(db: Database) -> None:
+    def differences(conn: Connection) -> list[Any]:
+        return list(compare_metadata(MigrationContext.configure(conn), metadata))
+
+    async with db.engine.connect() as conn:
+        assert await conn.run_sync(differences) == []
+
+
+async def test_an_old_schema_with_data_upgrades_in_place(tmp_path: Path) -> None:
+    db = open_database(f"sqlite:///{tmp_path}/old.db")
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "0001"))
+            await conn.execute(
+                text(
+                    "INSERT INTO event_versions (event_id, fingerprint, sequence, updated_at) "
+                    "VALUES ('fi-vote', 'at:2027-01-01T10:00Z|scheduled', 2, '2026-11-30')"
+                )
+            )
+        await db.upgrade()
+        async with db.engine.connect() as conn:
+            row = (await conn.execute(text("SELECT * FROM event_versions"))).one()
+        assert (row.event_id, row.sequence, row.snapshot) == ("fi-vote", 2, None)
+    finally:
+        await db.dispose()
 
 
 async def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
@@ -76,7 +110,7 @@ async def test_processes_starting_together_on_an_empty_postgres_database_all_mig
         await asyncio.wait_for(asyncio.gather(*(db.upgrade() for db in databases)), 60)
         async with databases[0].engine.connect() as conn:
             version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
-        assert version == [("0001",)]
+        assert version == [(HEAD,)]
     finally:
         for db in databases:
             await db.dispose()

@@ -6,10 +6,13 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+from babel.dates import format_date
 
 from campaignbot.service import Service
 from campaignbot.settings import Settings
@@ -83,6 +86,12 @@ async def settle(service: Service, timeout_s: float = 10) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"deliveries still pending after {timeout_s} s")
+
+
+def plain_text(message: EmailMessage) -> str:
+    body = message.get_body(("plain",))
+    assert body is not None
+    return str(body.get_content())
 
 
 def recipients(service: Service) -> list[str]:
@@ -160,6 +169,10 @@ async def test_moving_an_event_sends_one_notice_to_those_already_alerted(
     assert len(messages) == 2
     notice = messages[1].message
     assert notice["To"] == "ada@example.org"
+    previously = [line for line in plain_text(notice).splitlines() if "Previously:" in line]
+    old = vote.astimezone(ZoneInfo("Europe/Helsinki"))
+    assert len(previously) == 1, previously
+    assert format_date(old, format="long", locale="en") in previously[0], previously
     # future reminders follow the new date; the 1d reminder, already sent, never repeats
     assert service.scheduler.jobs()["fi-vote:0"] == moved
     clock.set(moved - timedelta(hours=23))
@@ -185,6 +198,32 @@ async def test_cancelling_an_event_notifies_and_stops_its_reminders(
     messages = service.test_server.messages  # type: ignore[attr-defined]
     assert len(messages) == 2  # the alert and the cancellation notice, nothing more
     assert service.scheduler.next_due() is None
+
+
+async def test_deleting_an_alerted_event_sends_a_cancellation_from_its_snapshot(
+    make_service: ServiceFactory, clock: FakeClock, tmp_path: Path
+) -> None:
+    vote = clock() + timedelta(days=1, hours=1)
+    later = clock() + timedelta(days=30)
+    service = await make_service(event_toml("fi-vote", vote), event_toml("pl-vote", later))
+    await add_subscribers(service, clock, ("ada@example.org", "fi", "FI"))
+    clock.advance(hours=2)
+    await service.fire_due()
+    await settle(service)
+    write_campaign(tmp_path / "campaign.toml", event_toml("pl-vote", later))
+    assert await service.reload("test")
+    await settle(service)
+    clock.advance(days=1)  # fi-vote's "0" reminder would be due now
+    await service.fire_due()
+    await settle(service)
+    messages = service.test_server.messages  # type: ignore[attr-defined]
+    assert len(messages) == 2  # the alert and the cancellation notice, nothing more
+    notice = messages[1].message
+    assert "Äänestys fi-vote" in notice["Subject"]  # the title, from the snapshot
+    calendar = next(p for p in notice.walk() if p.get_content_type() == "text/calendar")
+    assert b"STATUS:CANCELLED" in calendar.get_payload(decode=True)
+    jobs = service.scheduler.jobs()
+    assert jobs and not any(key.startswith("fi-vote:") for key in jobs), jobs
 
 
 async def test_an_invalid_edit_keeps_the_running_schedule(

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from campaignbot.campaign import load_campaign, localize, parse_offset
 from campaignbot.errors import ConfigError
+from campaignbot.event_state import load_snapshot, snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "config" / "campaign.toml"
@@ -146,3 +147,25 @@ def test_localize_falls_back_to_language_then_default() -> None:
     assert localize(text, "fi_FI", "en") == "moi"
     assert localize(text, "pl", "en") == "hello"
     assert localize({"": "any"}, "pl", "en") == "any"
+
+
+@pytest.mark.parametrize("source", ["shipped", "minimal"])
+def test_every_event_survives_its_database_snapshot(tmp_path: Path, source: str) -> None:
+    """Notices about deleted events are written from `snapshot`: it must give the event back."""
+    path = SHIPPED if source == "shipped" else tmp_path / "c.toml"
+    if source == "minimal":
+        path.write_text(
+            MINIMAL
+            + """
+[[events]]
+id = "c"
+title = "C"
+when = 2030-03-01T09:00:00+02:00
+status = "postponed"
+reminders = ["2w", "3h", "0"]
+action = { text = "Act", url = "https://example.org/act" }
+audience = { countries = ["FI"], topics = ["votes"] }
+"""
+        )
+    for event in load_campaign(path).events:
+        assert load_snapshot(snapshot(event)) == event
