@@ -1,4 +1,4 @@
-"""Mail transports: a pooled SMTP client (aiosmtplib) and a Maildir outbox."""
+"""Mail transports: a pool of SMTP connections (smtp_client) and a Maildir outbox."""
 
 from __future__ import annotations
 
@@ -16,18 +16,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from aiosmtplib import (
-    SMTP,
-    SMTPDataError,
-    SMTPException,
-    SMTPResponse,
-    SMTPResponseException,
-    SMTPServerDisconnected,
-)
-
 from campaignbot.errors import DeliveryError
 from campaignbot.mime import as_file, as_wire
 from campaignbot.settings import SMTPSettings, TLSMode
+from campaignbot.smtp_client import (
+    SMTPConnection,
+    SMTPConnectionError,
+    SMTPError,
+    SMTPReplyError,
+    SMTPTimeoutError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +94,7 @@ class RateLimiter:
 class _Connection:
     __slots__ = ("last_used", "smtp")
 
-    def __init__(self, smtp: SMTP, now: float) -> None:
+    def __init__(self, smtp: SMTPConnection, now: float) -> None:
         self.smtp = smtp
         self.last_used = now
 
@@ -118,6 +116,7 @@ class SMTPTransport:
         if not settings.host:
             raise ValueError("SMTPTransport needs settings.host")
         self._settings = settings
+        self._host = settings.host
         self._where = f"{settings.host}:{settings.port}"
         self._clock = clock
         self._tls_context = tls_context
@@ -174,7 +173,7 @@ class SMTPTransport:
                     return
                 except BaseException as err:
                     conn.smtp.close()
-                    if not isinstance(err, SMTPException | OSError):
+                    if not isinstance(err, SMTPError):
                         raise
                     conn = None
             conn = await self._open()
@@ -214,35 +213,36 @@ class SMTPTransport:
     async def _open(self) -> _Connection:
         settings = self._settings
         if self._local_hostname is None:
-            # aiosmtplib would otherwise resolve our FQDN in a thread on every connect
+            # resolved once, in a thread: getfqdn may wait on DNS
             self._local_hostname = await asyncio.to_thread(socket.getfqdn)
-        smtp = SMTP(
-            hostname=settings.host,
-            port=settings.port,
-            username=settings.username,
-            password=settings.password.get_secret_value() if settings.password else None,
-            local_hostname=self._local_hostname,
-            timeout=settings.timeout_s,
-            use_tls=settings.tls is TLSMode.TLS,
-            start_tls=settings.tls is TLSMode.STARTTLS,  # True means required, not opportunistic
-            tls_context=self._tls_context,
-        )
+        if self._tls_context is None and settings.tls is not TLSMode.NONE:
+            # one context for the pool: making one reads the system's CA certificates
+            self._tls_context = await asyncio.to_thread(ssl.create_default_context)
         try:
-            await smtp.connect()
-        except (SMTPException, OSError) as err:
-            smtp.close()
+            smtp = await SMTPConnection.open(
+                self._host,
+                settings.port,
+                local_hostname=self._local_hostname,
+                timeout_s=settings.timeout_s,
+                implicit_tls=settings.tls is TLSMode.TLS,
+                starttls=settings.tls is TLSMode.STARTTLS,  # required, not opportunistic
+                tls_context=self._tls_context,
+                username=settings.username,
+                password=settings.password.get_secret_value() if settings.password else None,
+            )
+        except SMTPError as err:
             # Not the recipient's fault, so never permanent, even for a 5xx greeting or AUTH.
             raise DeliveryError(
-                f"{self._where}: cannot connect: {_describe(err)}",
-                code=err.code if isinstance(err, SMTPResponseException) else None,
+                f"{self._where}: cannot connect: {err}",
+                code=err.code if isinstance(err, SMTPReplyError) else None,
             ) from err
         logger.debug("%s: connected", self._where, extra={"action": "smtp_connected"})
         return _Connection(smtp, self._clock())
 
     async def _quit(self, conn: _Connection) -> None:
         try:
-            await conn.smtp.quit(timeout=min(self._settings.timeout_s, 5.0))
-        except (SMTPException, OSError):
+            await asyncio.wait_for(conn.smtp.quit(), min(self._settings.timeout_s, 5.0))
+        except (SMTPError, TimeoutError):
             pass
         finally:
             conn.smtp.close()
@@ -252,83 +252,50 @@ class SMTPTransport:
     async def _transact(
         self, conn: _Connection, data: bytes, sender: str, recipient: str, *, reused: bool
     ) -> str:
-        """MAIL, RCPT, DATA step by step, so a failure knows whether the data was sent."""
+        """One transaction; a failure knows whether the content had been sent."""
         smtp = conn.smtp
-        options, encoding = [], "ascii"
-        if not (sender.isascii() and recipient.isascii()):
-            if not smtp.supports_extension("smtputf8"):
-                raise DeliveryError(
-                    f"{self._where}: {recipient}: non-ASCII address, server lacks SMTPUTF8",
-                    permanent=True,
-                )
-            options, encoding = ["SMTPUTF8"], "utf-8"
-        phase = "MAIL"
+        if not (sender.isascii() and recipient.isascii()) and not smtp.supports("smtputf8"):
+            raise DeliveryError(
+                f"{self._where}: {recipient}: non-ASCII address, server lacks SMTPUTF8",
+                permanent=True,
+            )
         try:
-            await smtp.mail(sender, options=options, encoding=encoding)
-            phase = "RCPT"
-            await smtp.rcpt(recipient, encoding=encoding)
-            phase = "DATA"
-            start = await smtp.execute_command(b"DATA")
-            if start.code != 354:
-                raise SMTPDataError(start.code, start.message)
-            phase = "message"
-            reply = await self._send_data(smtp, data)
-        except SMTPResponseException as err:
-            if phase == "MAIL" and reused and err.code == 421:  # it timed out our idle session
+            reply = await smtp.send(sender, recipient, data)
+        except SMTPReplyError as err:
+            if err.phase == "MAIL" and reused and err.code == 421:  # it timed out our session
                 smtp.close()
                 raise _StaleConnectionError from err
             # The server answered: the session is in a known state, so it can be reused.
             await self._reset(conn)
             raise DeliveryError(
-                f"{self._where}: {recipient}: {err.code} {_oneline(err.message)}",
+                f"{self._where}: {recipient}: {err.code} {_oneline(err.text)}",
                 code=err.code,
                 permanent=500 <= err.code <= 599,
             ) from err
-        except ValueError as err:  # aiosmtplib refused an address
-            await self._reset(conn)
-            raise DeliveryError(
-                f"{self._where}: {recipient}: cannot send: {err}", permanent=True
-            ) from err
-        except (SMTPException, OSError) as err:  # disconnected or timed out, no reply
-            smtp.close()  # a read timeout leaves the session out of step
-            if phase == "MAIL" and reused and isinstance(err, SMTPServerDisconnected):
-                raise _StaleConnectionError from err
-            if phase == "message":
+        except SMTPConnectionError as err:  # disconnected or timed out, no reply
+            if err.phase == "MAIL" and reused and not isinstance(err, SMTPTimeoutError):
+                raise _StaleConnectionError from err  # the server had dropped our idle session
+            if err.phase == "message":
                 raise DeliveryError(
                     f"{self._where}: {recipient}: no reply after the message data was sent, "
-                    f"it may have been delivered: {_describe(err)}",
+                    f"it may have been delivered: {err}",
                     after_data=True,
                 ) from err
-            raise DeliveryError(
-                f"{self._where}: {recipient}: {_describe(err)} during {phase}"
-            ) from err
+            raise DeliveryError(f"{self._where}: {recipient}: {err} during {err.phase}") from err
         except BaseException:  # cancelled mid-transaction: the session state is unknown
             smtp.close()
             raise
         conn.last_used = self._last_ok = self._clock()
         return str(reply)
 
-    async def _send_data(self, smtp: SMTP, data: bytes) -> SMTPResponse:
-        # aiosmtplib's data() sends DATA and the message in one call, hiding whether a
-        # disconnect came before or after the content went out; the protocol's public
-        # write/read_response let us tell. `data` is already dot-stuffed and terminated.
-        protocol = smtp.protocol
-        if protocol is None:
-            raise SMTPServerDisconnected("Connection lost")
-        protocol.write(data)
-        reply = await protocol.read_response(timeout=self._settings.timeout_s)
-        if reply.code != 250:
-            raise SMTPDataError(reply.code, reply.message)
-        return reply
-
     async def _reset(self, conn: _Connection) -> None:
-        if not conn.smtp.is_connected:  # e.g. after a 421, aiosmtplib has closed it
+        if not conn.smtp.is_connected:  # e.g. after a 421 the server has closed it
             return
         try:
             await conn.smtp.rset()
         except BaseException as err:
             conn.smtp.close()
-            if not isinstance(err, SMTPException | OSError):
+            if not isinstance(err, SMTPError):
                 raise
 
 
@@ -389,8 +356,8 @@ def make_transport(smtp: SMTPSettings, maildir: Path) -> Transport:
 
 
 def _check_addresses(where: str, sender: str, recipient: str) -> None:
-    # aiosmtplib runs envelope addresses through parseaddr, which quietly turns
-    # "a@x>\r\nRCPT TO:<b@y" into "a@x": refuse anything but a bare address instead.
+    # Envelope addresses are written to the wire as they are: a CR LF in one would
+    # inject commands. Refuse anything but a bare address.
     for address in (sender, recipient):
         if _NOT_BARE.search(address):
             raise DeliveryError(f"{where}: {address!r}: not a bare email address", permanent=True)
@@ -408,9 +375,3 @@ def _smtp_payload(message: Message) -> bytes:
 
 def _oneline(text: str) -> str:
     return " ".join(text.split("\n"))
-
-
-def _describe(err: BaseException) -> str:
-    if isinstance(err, SMTPResponseException):
-        return f"{err.code} {_oneline(err.message)}"
-    return _oneline(str(err) or type(err).__name__)

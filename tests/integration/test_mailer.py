@@ -37,6 +37,12 @@ RECIPIENT = "matti@example.fi"
 TransportFactory = Callable[..., SMTPTransport]
 
 
+@pytest.fixture(params=[True, False], ids=["pipelining", "lockstep"])
+def smtp_pipelining(request: pytest.FixtureRequest) -> bool:
+    """Every SMTP test here runs against a server with and one without PIPELINING."""
+    return bool(request.param)
+
+
 def alert(to: str = RECIPIENT, **headers: str) -> EmailMessage:
     """A multipart/alternative UTF-8 message like the ones render.py builds."""
     message = EmailMessage()
