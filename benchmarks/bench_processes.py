@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,10 +36,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sink import LOCALES, ZONES, free_port, start_sink
+
 REPO = Path(__file__).resolve().parent.parent
-SMTP_SINK = "/usr/sbin/smtp-sink"
-LOCALES = ("en", "fi", "pl")
-ZONES = ("Europe/Helsinki", "Europe/Warsaw", "Europe/Vilnius")
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 #: the alert falls due this long after every process has logged "started"
 LEAD_S = 3.0
@@ -64,41 +62,6 @@ action = {{ text = "Write to your MP", url = "https://example.org/act/fi" }}
 links = ["https://example.org/briefing/fi"]
 reminders = ["0"]
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for_port(port: int, process: subprocess.Popen[bytes], name: str) -> None:
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise SystemExit(f"127.0.0.1:{port}: {name} did not start") from None
-            time.sleep(0.05)
-
-
-def start_sink() -> tuple[subprocess.Popen[bytes], int, str]:
-    port = _free_port()
-    if Path(SMTP_SINK).exists():
-        command = [SMTP_SINK]
-        if os.geteuid() == 0:
-            command += ["-u", "postfix"]  # smtp-sink refuses to run as root otherwise
-        command += [f"127.0.0.1:{port}", "1000"]
-        name = "postfix smtp-sink"
-    else:
-        command = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}"]
-        command += ["-c", "aiosmtpd.handlers.Sink"]
-        name = "aiosmtpd Sink"
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for_port(port, process, name)
-    return process, port, name
 
 
 # -- the database ---------------------------------------------------------------------
@@ -180,7 +143,7 @@ class Bot:
     """One `campaignbot run`; its log goes to a file (no pipe to drain)."""
 
     def __init__(self, env: dict[str, str], folder: Path, index: int) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.log_path = folder / f"run{index}.log"
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(

@@ -23,7 +23,6 @@ import json
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,43 +31,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sink import LOCALES, ZONES, start_sink
+
 REPO = Path(__file__).resolve().parent.parent
-SMTP_SINK = "/usr/sbin/smtp-sink"
-LOCALES = ("en", "fi", "pl")
-ZONES = ("Europe/Helsinki", "Europe/Warsaw", "Europe/Vilnius")
-
-
-# -- the sink -----------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_sink() -> tuple[subprocess.Popen[bytes], int, str]:
-    port = _free_port()
-    if Path(SMTP_SINK).exists():
-        command = [SMTP_SINK]
-        if os.geteuid() == 0:
-            command += ["-u", "postfix"]  # smtp-sink refuses to run as root otherwise
-        command += [f"127.0.0.1:{port}", "1000"]
-        name = "postfix smtp-sink"
-    else:
-        command = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}"]
-        command += ["-c", "aiosmtpd.handlers.Sink"]
-        name = "aiosmtpd Sink"
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return process, port, name
-        except OSError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                raise SystemExit(f"{name} did not start on port {port}") from None
-            time.sleep(0.05)
 
 
 # -- campaignbot, in a child process --------------------------------------------------
