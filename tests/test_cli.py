@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -130,3 +132,25 @@ def test_check_reports_an_unreachable_database(shipped_env: None) -> None:
     result = CliRunner().invoke(cli, ["check"], env={"CAMPAIGNBOT_DATABASE_URL": url})
     assert result.exit_code == 2
     assert "database: postgresql+asyncpg://postgres@127.0.0.1:1/nowhere: " in (result.output)
+
+
+def test_check_smtp_logs_in_and_sends_nothing(
+    shipped_env: None, smtp_server_thread: Callable[..., Any]
+) -> None:
+    server = smtp_server_thread()
+    env = {**server.env(), "CAMPAIGNBOT_SMTP__TLS": "none"}
+    result = CliRunner().invoke(cli, ["check", "--smtp"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "OK transport" in result.output
+    assert server.connections == 1 and server.messages == []
+
+
+def test_check_smtp_reports_a_server_that_is_down(
+    shipped_env: None, smtp_server_thread: Callable[..., Any]
+) -> None:
+    server = smtp_server_thread(start=False)  # the port refuses connections
+    result = CliRunner().invoke(cli, ["check", "--smtp"], env=server.env())
+    assert result.exit_code == 2
+    line = f"transport: 127.0.0.1:{server.port}: cannot connect: ConnectionRefusedError"
+    assert line in result.output, result.output
+    assert "Traceback" not in result.output

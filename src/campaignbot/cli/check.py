@@ -66,6 +66,28 @@ def _check_database(ctx: Context, campaign: Campaign | None) -> list[Problem]:
     return []
 
 
+def _check_transport(ctx: Context, campaign: Campaign | None) -> list[Problem]:
+    """Log in to the SMTP server and say goodbye, sending nothing (or, without an SMTP
+    host, prove the Maildir outbox is writable)."""
+    from campaignbot.cli.common import run_async
+    from campaignbot.errors import DeliveryError
+    from campaignbot.mailer import make_transport
+
+    transport = make_transport(ctx.settings.smtp, ctx.settings.maildir)
+
+    async def probe() -> None:
+        try:
+            await transport.check()
+        finally:
+            await transport.aclose()
+
+    try:
+        run_async(probe())
+    except DeliveryError as err:
+        return [Problem("transport", "", str(err))]
+    return []
+
+
 CHECKS: list[tuple[str, Check]] = [
     ("database", _check_database),
     ("templates", _check_templates),
@@ -74,9 +96,16 @@ CHECKS: list[tuple[str, Check]] = [
 
 
 @cli.command()
+@click.option(
+    "--smtp",
+    "with_transport",
+    is_flag=True,
+    help="Also connect and log in to the SMTP server (no mail is sent).",
+)
 @pass_context
-def check(ctx: Context) -> None:
+def check(ctx: Context, with_transport: bool) -> None:
     """Validate settings, the campaign file and every template; list all problems."""
+    checks = [*CHECKS, ("transport", _check_transport)] if with_transport else CHECKS
     problems: list[Problem] = []
     click.echo(f"OK settings (config {ctx.settings.config}, database {_safe_url(ctx)})")
     campaign: Campaign | None = None
@@ -86,7 +115,7 @@ def check(ctx: Context) -> None:
         problems.extend(err.problems or [Problem(str(ctx.settings.config), "", str(err))])
     else:
         click.echo(f"OK {ctx.settings.config}: {len(campaign.events)} events")
-    for name, run_check in CHECKS:
+    for name, run_check in checks:
         found = run_check(ctx, campaign)
         problems.extend(found)
         if campaign is not None and not found:
