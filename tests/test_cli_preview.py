@@ -99,3 +99,22 @@ def test_a_broken_template_is_one_line_and_exit_2(
     assert result.stderr.strip() == (
         f"error: {templates / 'alert' / 'en.subject.j2'}:1: 'evnt' is undefined"
     )
+
+
+def test_a_change_notice_can_be_previewed() -> None:
+    result = run("fi-final-vote", "--kind", "notice", "--change", "cancelled", "--locale", "fi")
+    assert result.exit_code == 0, result.output
+    subject = result.stdout.splitlines()[0]
+    assert subject.startswith("Subject: ") and "Peruttu" in subject, subject
+
+
+def test_the_confirmation_email_needs_no_event() -> None:
+    result = run("--kind", "confirm", "--format", "html")
+    assert result.exit_code == 0, result.output
+    assert "https://alerts.example.org/confirm?t=" in result.stdout
+
+
+def test_an_alert_preview_without_an_event_is_one_line_and_exit_2() -> None:
+    result = run("--kind", "alert")
+    assert result.exit_code == 2
+    assert "needs an EVENT" in result.output and "Traceback" not in result.output

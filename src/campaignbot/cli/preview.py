@@ -1,4 +1,4 @@
-"""`campaignbot preview`: render one alert email to stdout."""
+"""`campaignbot preview`: render one email (alert, change notice or opt-in) to stdout."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import click
 from campaignbot.campaign import Campaign, Event
 from campaignbot.cli.common import Context, cli, handle_errors, pass_context
 from campaignbot.errors import InvalidInputError
-from campaignbot.render import Recipient, Renderer, template_locales
+from campaignbot.render import CHANGES, Recipient, Renderer, template_locales
 from campaignbot.tokens import LinkSigner
 
 
@@ -54,9 +54,23 @@ def _as_html(msg: EmailMessage) -> str:
 
 
 @cli.command()
-@click.argument("event_id", metavar="EVENT")
+@click.argument("event_id", metavar="[EVENT]", required=False)
 @click.option("--reminder", "-r", metavar="R", help="Reminder offset, e.g. 1d (default: first).")
 @click.option("--locale", "-l", metavar="L", help="Locale (default: the campaign's default).")
+@click.option(
+    "--kind",
+    type=click.Choice(["alert", "notice", "confirm"]),
+    default="alert",
+    show_default=True,
+    help="A reminder, a change notice about EVENT, or the sign-up confirmation (no EVENT).",
+)
+@click.option(
+    "--change",
+    type=click.Choice(CHANGES),
+    default="rescheduled",
+    show_default=True,
+    help="What the notice announces (with --kind notice).",
+)
 @click.option(
     "--format",
     "fmt",
@@ -68,12 +82,18 @@ def _as_html(msg: EmailMessage) -> str:
 @pass_context
 @handle_errors
 def preview(
-    ctx: Context, event_id: str, reminder: str | None, locale: str | None, fmt: str
+    ctx: Context,
+    event_id: str | None,
+    reminder: str | None,
+    locale: str | None,
+    kind: str,
+    change: str,
+    fmt: str,
 ) -> None:
-    """Render the alert email for EVENT as a sample subscriber would get it."""
+    """Render the email for EVENT as a sample subscriber would get it."""
     campaign = ctx.campaign()
-    event = _event(campaign, event_id)
-    label = _reminder(event, reminder)
+    if kind != "confirm" and event_id is None:
+        raise InvalidInputError(f"preview --kind {kind} needs an EVENT (see `campaignbot plan`)")
     lang = _locale(ctx, campaign, locale)
     settings = ctx.settings
     renderer = Renderer(
@@ -89,7 +109,15 @@ def preview(
         locale=lang,
         timezone=campaign.campaign.timezone.key,
     )
-    msg = renderer.render_alert(event, label, sample, now=ctx.now())
+    now = ctx.now()
+    if kind == "confirm":
+        msg = renderer.render_confirm(sample, now=now)
+    elif kind == "notice":
+        event = _event(campaign, event_id or "")
+        msg = renderer.render_notice(event, change, sample, now=now, sequence=1)
+    else:
+        event = _event(campaign, event_id or "")
+        msg = renderer.render_alert(event, _reminder(event, reminder), sample, now=now)
     if fmt == "eml":
         click.echo(msg.as_bytes(), nl=False)
     elif fmt == "html":
