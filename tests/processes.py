@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -26,7 +27,9 @@ def warm_up() -> None:
     global _WARM
     if not _WARM:
         modules = "campaignbot.cli.run, campaignbot.service, campaignbot.web, campaignbot.sender"
-        subprocess.run([sys.executable, "-c", f"import {modules}"], check=True)
+        # write the bytecode even where the environment says not to (this machine's does)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        subprocess.run([sys.executable, "-c", f"import {modules}"], check=True, env=env)
         _WARM = True
 
 
