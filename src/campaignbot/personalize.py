@@ -19,12 +19,15 @@ with the templates. Whether the name is empty is part of the cache key, so
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
 
 from markupsafe import escape
+
+from campaignbot.mime import crlf, qp
 
 #: the per-subscriber values the fast path fills in
 SLOTS = ("name", "email", "unsubscribe", "preferences", "calendar")
@@ -167,6 +170,57 @@ def fill(pieces: Pieces, values: Mapping[str, str]) -> str:
     return "".join(out)
 
 
+def wire_body(text: str) -> bytes:
+    """A body as it goes out: quoted-printable, CRLF line ends (as the slow path)."""
+    return crlf(qp(text)).encode("ascii")
+
+
+@dataclass(frozen=True)
+class EncodedBody:
+    """`wire_body` of a split body with the lines that hold no subscriber value
+    encoded once. Quoted-printable works line by line, so encoding the body equals
+    encoding its lines one by one; only lines with a slot are encoded per subscriber."""
+
+    segments: tuple[bytes | Pieces, ...]  # encoded lines, or one line's pieces
+
+    @classmethod
+    def of(cls, pieces: Pieces) -> EncodedBody:
+        segments: list[bytes | Pieces] = []
+        static: list[str] = []  # lines without a slot, not yet encoded
+        line: list[str] = []  # the current line's pieces, literal first
+        for i, piece in enumerate(pieces):
+            if i % 2:  # a slot
+                line.append(piece)
+                continue
+            head, newline, rest = piece.partition("\n")
+            while newline:
+                line.append(head + newline)
+                if len(line) == 1:
+                    static.append(line[0])
+                else:
+                    if static:
+                        segments.append(wire_body("".join(static)))
+                        static = []
+                    segments.append(tuple(line))
+                line = []
+                head, newline, rest = rest.partition("\n")
+            line.append(head)
+        if len(line) > 1:  # the last line holds a slot
+            if static:
+                segments.append(wire_body("".join(static)))
+                static = []
+            segments.append(tuple(line))
+        elif line[0] or static or not segments:
+            segments.append(wire_body("".join(static) + line[0]))
+        return cls(tuple(segments))
+
+    def render(self, values: Mapping[str, str]) -> bytes:
+        return b"".join(
+            segment if isinstance(segment, bytes) else wire_body(fill(segment, values))
+            for segment in self.segments
+        )
+
+
 @dataclass(frozen=True)
 class Parts:
     """Subject, text and HTML of one message shape, split at the subscriber's values."""
@@ -177,10 +231,32 @@ class Parts:
 
     def render(self, values: Mapping[str, str]) -> tuple[str, str, str]:
         """(subject, text, html) for one subscriber; `values` as printed (not escaped)."""
-        escaped = dict(values)
-        for slot in _ESCAPED:
-            escaped[slot] = str(escape(values[slot]))
+        escaped = _escaped(values)
         return fill(self.subject, values), fill(self.text, values), fill(self.html, escaped)
+
+    def render_wire(self, values: Mapping[str, str]) -> tuple[str, bytes, bytes]:
+        """`render` with the bodies as `wire_body` makes them, the unchanging lines
+        encoded once per shape (a value with a line break takes the plain way)."""
+        if any("\n" in v or "\r" in v for v in values.values()):
+            subject, text, html = self.render(values)
+            return subject, wire_body(text), wire_body(html)
+        text_body, html_body = self._encoded
+        return (
+            fill(self.subject, values),
+            text_body.render(values),
+            html_body.render(_escaped(values)),
+        )
+
+    @functools.cached_property
+    def _encoded(self) -> tuple[EncodedBody, EncodedBody]:
+        return EncodedBody.of(self.text), EncodedBody.of(self.html)
+
+
+def _escaped(values: Mapping[str, str]) -> dict[str, str]:
+    escaped = dict(values)
+    for slot in _ESCAPED:
+        escaped[slot] = str(escape(values[slot]))
+    return escaped
 
 
 Render = Callable[[ProbeSet], tuple[str, str, str]]

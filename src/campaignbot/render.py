@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.message import EmailMessage, MIMEPart
@@ -46,7 +46,6 @@ from campaignbot.mime import (
     as_wire,
     base64_lines,
     build_message,
-    crlf,
     fold_line,
     mailbox,
     one_line,
@@ -249,8 +248,15 @@ class Renderer:
         """`render_alert` as the bytes SMTP sends (CRLF, not dot-stuffed) and its
         Message-ID; the templates run once per alert shape, not per subscriber
         (see personalize.py), with the same result."""
-        shared = self._alert_shared(event, reminder, to)
-        return self._wire("alert", event, shared, event.status, to, now, sequence)
+        return self._wire(
+            "alert",
+            event,
+            (reminder,),
+            lambda: (self._alert_shared(event, reminder, to), event.status),
+            to,
+            now,
+            sequence,
+        )
 
     def wire_notice(
         self,
@@ -263,8 +269,15 @@ class Renderer:
         previous_when: datetime | date | None = None,
     ) -> Wire:
         """`render_notice` as bytes, like `wire_alert`."""
-        shared, status = self._notice_shared(event, change, to, previous_when)
-        return self._wire("notice", event, shared, status, to, now, sequence)
+        return self._wire(
+            "notice",
+            event,
+            (change, previous_when),
+            lambda: self._notice_shared(event, change, to, previous_when),
+            to,
+            now,
+            sequence,
+        )
 
     def render_confirm(self, to: Recipient, *, now: datetime) -> EmailMessage:
         """The double opt-in email with the signed confirm link."""
@@ -494,23 +507,29 @@ class Renderer:
         self,
         kind: str,
         event: Event,
-        shared: dict[str, Any],
-        status: Status,
+        variant: tuple[Any, ...],
+        context: Callable[[], tuple[dict[str, Any], Status]],
         to: Recipient,
         now: datetime,
         sequence: int,
     ) -> Wire:
+        """The message built once per shape: kind, event, `variant` (the reminder; the
+        change and previous date), the subscriber's locale and zone, name or not,
+        SEQUENCE and the .ics minute. `context` makes the templates' shared context,
+        only when the shape is new (this runs once per message)."""
         stamp = _minute(now)  # the .ics DTSTAMP: one shape per minute
-        key: tuple[Any, ...] = (kind, id(event), to.locale, to.timezone, bool(to.name))
-        key += ("wire", sequence, status, stamp, *shared.items())
+        key = ("wire", kind, id(event), to.locale, to.timezone, bool(to.name), sequence, stamp)
+        key += variant
         hit = self._cached(key)
         if hit is None or hit[0] is not event:
+            shared, status = context()
             shape = self._shape(kind, event, shared, status, to, now, sequence)
-            hit = self._store(key, (event, shape))
-        if hit[1] is None or not to.email.isascii():
+            hit = self._store(key, (event, shape, shared, status))
+        _, shape, shared, status = hit
+        if shape is None or not to.email.isascii():
             message = self._event_message(kind, event, shared, status, to, now, sequence)
             return Wire(as_wire(message), str(message["Message-ID"]))
-        return self._personalized(hit[1], to, now)
+        return self._personalized(shape, to, now)
 
     def _shape(
         self,
@@ -564,9 +583,9 @@ class Renderer:
         return Shape(parts, skeleton)
 
     def _personalized(self, shape: Shape, to: Recipient, now: datetime) -> Wire:
-        sign = self._signer.sign
-        tokens = {slot: sign(slot, to.id) for slot in TOKENS}
-        subject, text, html = shape.parts.render({"name": to.name, "email": to.email, **tokens})
+        tokens = self._signer.sign_many(TOKENS, to.id)
+        values = {"name": to.name, "email": to.email, **tokens}
+        subject, text, html = shape.parts.render_wire(values)
         message_id = make_msgid(domain=self._domain)
         unsubscribe_url = build_link(self._public_url, "unsubscribe", tokens["unsubscribe"])
         lines = {
@@ -575,8 +594,8 @@ class Renderer:
             "date": self._date_line(now),
             "msgid": fold_line(Header("Message-ID", message_id)),
             "unsub": fold_line(_list_unsubscribe(unsubscribe_url)),
-            "text": crlf(qp(text)).encode("ascii"),
-            "html": crlf(qp(html)).encode("ascii"),
+            "text": text,
+            "html": html,
         }
         if len(shape.parts.subject) > 1:
             lines["subject"] = fold_line(unstructured("Subject", subject))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Callable
 from typing import Any
 
 from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
-from itsdangerous.encoding import base64_encode
+from itsdangerous.encoding import base64_encode, int_to_bytes
 
 from campaignbot.errors import TokenError
 from campaignbot.settings import Settings, secret_key
@@ -70,6 +71,9 @@ class LinkSigner:
         self._signers = {
             purpose: _ClockedSigner(secret_key, salt=purpose, clock=clock) for purpose in ROUTES
         }
+        self._clock = clock
+        # for sign_many: itsdangerous' key derivation, done once
+        self._keys = {purpose: signer.derive_key() for purpose, signer in self._signers.items()}
         self._serializers = {
             purpose: URLSafeTimedSerializer(
                 secret_key,
@@ -92,6 +96,23 @@ class LinkSigner:
         _check_purpose(purpose)
         payload = base64_encode(str(subscriber_id).encode("ascii"))  # JSON of an int
         return self._signers[purpose].sign(payload).decode("ascii")
+
+    def sign_many(self, purposes: tuple[str, ...], subscriber_id: int) -> dict[str, str]:
+        """`sign` for several purposes at once, as the sender needs three links per
+        message: the same tokens, with the payload and timestamp encoded once and
+        itsdangerous' HMAC-SHA1 computed in one C call each."""
+        if isinstance(subscriber_id, bool) or not isinstance(subscriber_id, int):
+            raise TypeError(f"subscriber id must be an int, got {subscriber_id!r}")
+        for purpose in purposes:
+            _check_purpose(purpose)
+        payload = base64_encode(str(subscriber_id).encode("ascii"))
+        value = payload + b"." + base64_encode(int_to_bytes(int(self._clock())))
+        return {
+            purpose: (
+                value + b"." + base64_encode(hmac.digest(self._keys[purpose], value, "sha1"))
+            ).decode("ascii")
+            for purpose in purposes
+        }
 
     def verify(self, token: str, purpose: str, *, max_age_s: float | None = None) -> int:
         """The subscriber id in `token`; TokenError if forged, tampered, expired or
