@@ -70,6 +70,7 @@ class SMTPConnection:
         self._writer = writer
         self._timeout_s = timeout_s
         self._phase = "connect"  # what the reply being awaited answers, for errors
+        self._buffer = bytearray()  # received, not yet parsed
         #: EHLO keywords (lower case) -> their parameters
         self.extensions: dict[str, str] = {}
 
@@ -101,7 +102,6 @@ class SMTPConnection:
                     port,
                     ssl=context if implicit_tls else None,
                     server_hostname=host if implicit_tls else None,
-                    limit=MAX_LINE,
                 ),
                 timeout_s,
             )
@@ -190,7 +190,7 @@ class SMTPConnection:
                         # empty message, which the server must reject for want of recipients
                         self._writer.write(b".\r\n")
                         await self._read_reply("message")
-        except (TimeoutError, OSError, ValueError, SMTPConnectionError) as err:
+        except (TimeoutError, OSError, SMTPConnectionError) as err:
             broken = self._broken(err)
             if error is not None:  # e.g. "421 closing": report the reply, not the EOF
                 raise error from None
@@ -216,6 +216,9 @@ class SMTPConnection:
         if not self.supports("starttls"):
             raise SMTPConnectionError("server does not offer STARTTLS", "STARTTLS")
         self._expect(await self._command(b"STARTTLS\r\n", "STARTTLS"), 220, "STARTTLS")
+        if self._buffer:  # plaintext sent ahead to pass as encrypted (STARTTLS injection)
+            self.close()
+            raise SMTPConnectionError("unexpected data after the STARTTLS reply", "STARTTLS")
         try:
             await asyncio.wait_for(
                 self._writer.start_tls(context, server_hostname=host), self._timeout_s
@@ -248,7 +251,7 @@ class SMTPConnection:
         try:
             async with asyncio.timeout(self._timeout_s):
                 return await self._read_reply(phase)
-        except (TimeoutError, OSError, ValueError, SMTPConnectionError) as err:
+        except (TimeoutError, OSError, SMTPConnectionError) as err:
             broken = self._broken(err)
             raise broken from (None if broken is err else err)
 
@@ -259,7 +262,7 @@ class SMTPConnection:
             return err
         if isinstance(err, TimeoutError):
             return SMTPTimeoutError(f"no reply within {self._timeout_s:g} s", self._phase)
-        # OSError: reset; ValueError: a line over MAX_LINE
+        # OSError: reset by the peer, or the like
         return SMTPConnectionError(_describe(err), self._phase)
 
     async def _read_reply(self, phase: str) -> Reply:
@@ -267,15 +270,30 @@ class SMTPConnection:
         self._phase = phase
         lines: list[str] = []
         while True:
-            line = await self._reader.readline()
-            if not line.endswith(b"\n"):
-                raise SMTPConnectionError("connection closed by the server", phase)
+            line = await self._read_line(phase)
             code, separator = line[:3], line[3:4]
             if not code.isdigit() or separator not in (b" ", b"-", b"\r", b"\n"):
                 raise SMTPConnectionError(f"not an SMTP reply: {line[:80]!r}", phase)
             lines.append(line[4:].rstrip(b"\r\n").decode("utf-8", "replace"))
             if separator != b"-":
                 return Reply(int(code), "\n".join(lines))
+
+    async def _read_line(self, phase: str) -> bytes:
+        # One read usually brings all three pipelined replies; they are then parsed
+        # from the buffer without waiting (cheaper than a readline per line).
+        buffer = self._buffer
+        end = buffer.find(b"\n", 0, MAX_LINE)
+        while end < 0:
+            if len(buffer) >= MAX_LINE:
+                raise SMTPConnectionError(f"reply line longer than {MAX_LINE} bytes", phase)
+            data = await self._reader.read(65536)
+            if not data:
+                raise SMTPConnectionError("connection closed by the server", phase)
+            buffer += data
+            end = buffer.find(b"\n", 0, MAX_LINE)
+        line = bytes(buffer[: end + 1])
+        del buffer[: end + 1]
+        return line
 
     @staticmethod
     def _expect(reply: Reply, code: int, phase: str) -> None:

@@ -218,3 +218,21 @@ async def test_a_refused_greeting_is_a_reply_error(scripted: Any) -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_plaintext_sent_ahead_of_starttls_is_refused(scripted: Any) -> None:
+    """A reply smuggled in before the TLS handshake would later pass as encrypted."""
+    script = await scripted(
+        lambda line: b"220 go ahead\r\n250 smuggled" if line == b"STARTTLS" else standard(line),
+        extensions=("STARTTLS", "PIPELINING"),
+    )
+    with pytest.raises(SMTPConnectionError, match="unexpected data after the STARTTLS reply"):
+        await connect(script, starttls=True)
+
+
+async def test_an_endless_reply_line_is_a_connection_error(scripted: Any) -> None:
+    script = await scripted(lambda line: b"250-" + b"x" * 20_000 if line[:4] == b"MAIL" else None)
+    conn = await connect(script)
+    with pytest.raises(SMTPConnectionError, match="longer than") as caught:
+        await conn.send("a@example.org", "b@example.org", MESSAGE)
+    assert caught.value.phase == "MAIL" and not conn.is_connected
