@@ -215,10 +215,18 @@ class EncodedBody:
         return cls(tuple(segments))
 
     def render(self, values: Mapping[str, str]) -> bytes:
-        return b"".join(
+        out = [
             segment if isinstance(segment, bytes) else wire_body(fill(segment, values))
-            for segment in self.segments
-        )
+            for segment in self.segments[:-1]
+        ]
+        last = self.segments[-1]
+        if isinstance(last, bytes):
+            out.append(last)
+        elif (tail := fill(last, values)) or not out:
+            # the body's last line; left empty, the body already ends with a line
+            # break and encoding the whole adds none
+            out.append(wire_body(tail))
+        return b"".join(out)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from campaignbot.campaign import Campaign, load_campaign
@@ -180,6 +180,8 @@ body_text = st.text(alphabet="ab é=\t.\n<>&€", max_size=200)
 
 
 @settings(max_examples=300, deadline=None)
+@example(literals=["\n", ""], values=dict.fromkeys(SLOTS, ""), slots=["name"] * 5)  # empty tail
+@example(literals=[""], values=dict.fromkeys(SLOTS, ""), slots=["name"] * 5)  # empty body
 @given(
     literals=st.lists(body_text, min_size=1, max_size=6),
     values=st.fixed_dictionaries(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 import shutil
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -239,7 +240,8 @@ def test_an_all_day_event_shows_its_own_date_only(
     )
     body = text_of(msg, "plain")
     assert "When: Friday, June 27, 2025\n" in body
-    assert "AM" not in body and "PM" not in body
+    words = re.sub(r"https://\S+", "", body).split()  # signed links may hold "AM"
+    assert "AM" not in words and "PM" not in words
 
 
 def test_a_missing_locale_file_falls_back_to_the_default(
