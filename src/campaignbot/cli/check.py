@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import click
 
 from campaignbot.campaign import Campaign
 from campaignbot.cli.common import EXIT_INVALID, Context, cli, err_console, pass_context
-from campaignbot.errors import InvalidInputError, Problem
+from campaignbot.errors import CampaignbotError, InvalidInputError, Problem
 
 #: A check takes the validated campaign (None if it failed) and returns problems.
 Check = Callable[[Context, Campaign | None], list[Problem]]
@@ -46,11 +47,20 @@ def _check_web_pages(ctx: Context, campaign: Campaign | None) -> list[Problem]:
     return problems
 
 
+def _probe(what: str, probe: Callable[[], Coroutine[Any, Any, None]]) -> list[Problem]:
+    """Run `probe`; its error, if any, is one problem line for `what`."""
+    from campaignbot.cli.common import run_async
+
+    try:
+        run_async(probe())
+    except CampaignbotError as err:
+        return [Problem(what, "", str(err))]
+    return []
+
+
 def _check_database(ctx: Context, campaign: Campaign | None) -> list[Problem]:
     """The database answers (read-only: migrations run at start, not here)."""
-    from campaignbot.cli.common import run_async
     from campaignbot.database import open_database
-    from campaignbot.errors import CampaignbotError
 
     async def ping() -> None:
         db = open_database(ctx.settings.database_url)
@@ -59,33 +69,22 @@ def _check_database(ctx: Context, campaign: Campaign | None) -> list[Problem]:
         finally:
             await db.dispose()
 
-    try:
-        run_async(ping())
-    except CampaignbotError as err:
-        return [Problem("database", "", str(err))]
-    return []
+    return _probe("database", ping)
 
 
 def _check_transport(ctx: Context, campaign: Campaign | None) -> list[Problem]:
     """Log in to the SMTP server and say goodbye, sending nothing (or, without an SMTP
     host, prove the Maildir outbox is writable)."""
-    from campaignbot.cli.common import run_async
-    from campaignbot.errors import DeliveryError
     from campaignbot.mailer import make_transport
 
-    transport = make_transport(ctx.settings.smtp, ctx.settings.maildir)
-
-    async def probe() -> None:
+    async def login() -> None:
+        transport = make_transport(ctx.settings.smtp, ctx.settings.maildir)
         try:
             await transport.check()
         finally:
             await transport.aclose()
 
-    try:
-        run_async(probe())
-    except DeliveryError as err:
-        return [Problem("transport", "", str(err))]
-    return []
+    return _probe("transport", login)
 
 
 CHECKS: list[tuple[str, Check]] = [
