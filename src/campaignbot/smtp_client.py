@@ -2,7 +2,7 @@
 
 Why not aiosmtplib here: it waits for each reply before writing the next command and
 drops replies that arrive early, so every message costs four round trips (MAIL, RCPT,
-DATA, content) and, measured on loopback, about four times the CPU of this client.
+DATA, content) and, profiled on loopback, about three times the CPU of this client.
 With PIPELINING the envelope goes out in one write and a message costs two round trips
 (benchmarks/README.md). This client does only what the transport needs: implicit TLS
 or STARTTLS, EHLO, AUTH PLAIN or LOGIN, one transaction at a time, NOOP, RSET, QUIT.
