@@ -193,8 +193,7 @@ class Sender:
         events = {e.id: e for e in campaign.events}
         # a notice about an event deleted from the file is written from its last snapshot
         gone = {c.event_id for c in batch.claims if c.kind == "notice" and c.event_id not in events}
-        if gone:
-            events |= await self._event_state.snapshots(gone)
+        removed = await self._event_state.snapshots(gone) if gone else {}
         send_at = campaign.campaign.send_at
         deadlines = {e.id: event_deadline(e, send_at) for e in campaign.events}
         sender = campaign.campaign.sender_address.addr_spec
@@ -233,12 +232,16 @@ class Sender:
                     if batch.down_error is not None:  # no point rendering the rest
                         done(claim, self._temporary(claim, batch.down_error))
                         continue
-                    reason = self._skip_reason(claim, statuses, events, deadlines, now)
+                    event = events.get(claim.event_id)
+                    if event is None and claim.kind == "notice":
+                        event = removed.get(claim.event_id)
+                    reason = self._skip_reason(claim, statuses, event, deadlines, now)
                     if reason is not None:
                         done(claim, Skipped(claim.delivery_id, reason))
                         continue
+                    assert event is not None  # a claim without one was skipped
                     try:
-                        message = self._render(renderer, events[claim.event_id], claim, now)
+                        message = self._render(renderer, event, claim, now)
                     except Exception as err:
                         logger.exception(
                             "%s: %s: cannot render",
@@ -290,16 +293,14 @@ class Sender:
         self,
         claim: Claim,
         statuses: dict[int, str],
-        events: dict[str, Event],
+        event: Event | None,
         deadlines: dict[str, datetime],
         now: datetime,
     ) -> str | None:
         status = statuses.get(claim.subscriber_id, "removed")
         if status != "active":
             return f"subscriber {status}"
-        event = events.get(claim.event_id)
-        # `events` also holds snapshots of deleted events, for notices only
-        if event is None or (claim.kind == "alert" and event.id not in deadlines):
+        if event is None:
             return "event no longer in the config"
         if claim.kind == "alert":
             if event.status is not Status.SCHEDULED:

@@ -243,13 +243,13 @@ class Service:
         known = {e.id for e in self.campaign.events}
         for change in changes:
             removed = change.event_id not in known
-            if removed:
-                logger.info(
-                    "event %s was removed from the config: its reminders stop",
-                    change.event_id,
-                    extra={"action": "event_removed", "event": change.event_id},
-                )
             if not await self.ledger.event_has_sent(change.event_id):
+                if removed:
+                    logger.info(
+                        "event %s was removed from the config: its reminders stop",
+                        change.event_id,
+                        extra={"action": "event_removed", "event": change.event_id},
+                    )
                 continue
             result = await self.ledger.fire_notice(
                 change.event_id,

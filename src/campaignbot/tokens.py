@@ -46,6 +46,13 @@ class _ClockedSigner(TimestampSigner):
         return int(self._clock())
 
 
+def _payload(subscriber_id: int) -> bytes:
+    """What a token carries: the id as JSON, base64 as itsdangerous' serializer has it."""
+    if isinstance(subscriber_id, bool) or not isinstance(subscriber_id, int):
+        raise TypeError(f"subscriber id must be an int, got {subscriber_id!r}")
+    return base64_encode(str(subscriber_id).encode("ascii"))
+
+
 def build_link(public_url: str, purpose: str, token: str) -> str:
     """`https://site/unsubscribe?t=TOKEN` (tokens are URL-safe base64 and dots)."""
     _check_purpose(purpose)
@@ -91,22 +98,17 @@ class LinkSigner:
 
     def sign(self, purpose: str, subscriber_id: int) -> str:
         """A URL-safe token naming `subscriber_id` for `purpose`."""
-        if isinstance(subscriber_id, bool) or not isinstance(subscriber_id, int):
-            raise TypeError(f"subscriber id must be an int, got {subscriber_id!r}")
         _check_purpose(purpose)
-        payload = base64_encode(str(subscriber_id).encode("ascii"))  # JSON of an int
-        return self._signers[purpose].sign(payload).decode("ascii")
+        return self._signers[purpose].sign(_payload(subscriber_id)).decode("ascii")
 
     def sign_many(self, purposes: tuple[str, ...], subscriber_id: int) -> dict[str, str]:
         """`sign` for several purposes at once, as the sender needs three links per
         message: the same tokens, with the payload and timestamp encoded once and
         itsdangerous' HMAC-SHA1 computed in one C call each."""
-        if isinstance(subscriber_id, bool) or not isinstance(subscriber_id, int):
-            raise TypeError(f"subscriber id must be an int, got {subscriber_id!r}")
         for purpose in purposes:
             _check_purpose(purpose)
-        payload = base64_encode(str(subscriber_id).encode("ascii"))
-        value = payload + b"." + base64_encode(int_to_bytes(int(self._clock())))
+        stamp = base64_encode(int_to_bytes(int(self._clock())))
+        value = _payload(subscriber_id) + b"." + stamp
         return {
             purpose: (
                 value + b"." + base64_encode(hmac.digest(self._keys[purpose], value, "sha1"))

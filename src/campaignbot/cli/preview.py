@@ -92,8 +92,6 @@ def preview(
 ) -> None:
     """Render the email for EVENT as a sample subscriber would get it."""
     campaign = ctx.campaign()
-    if kind != "confirm" and event_id is None:
-        raise InvalidInputError(f"preview --kind {kind} needs an EVENT (see `campaignbot plan`)")
     lang = _locale(ctx, campaign, locale)
     settings = ctx.settings
     renderer = Renderer(
@@ -112,11 +110,14 @@ def preview(
     now = ctx.now()
     if kind == "confirm":
         msg = renderer.render_confirm(sample, now=now)
+    elif event_id is None:
+        raise InvalidInputError(f"preview --kind {kind} needs an EVENT (see `campaignbot plan`)")
     elif kind == "notice":
-        event = _event(campaign, event_id or "")
-        msg = renderer.render_notice(event, change, sample, now=now, sequence=1)
+        msg = renderer.render_notice(
+            _event(campaign, event_id), change, sample, now=now, sequence=1
+        )
     else:
-        event = _event(campaign, event_id or "")
+        event = _event(campaign, event_id)
         msg = renderer.render_alert(event, _reminder(event, reminder), sample, now=now)
     if fmt == "eml":
         click.echo(msg.as_bytes(), nl=False)
