@@ -83,8 +83,8 @@ async def _prepare(url: str, n: int) -> None:
     """Migrate and insert N active subscribers (streamed, 5,000 rows per INSERT)."""
     from sqlalchemy import insert
 
-    from campaignbot.database import open_database
-    from campaignbot.tables import subscribers
+    from campaignbot.storage.database import open_database
+    from campaignbot.storage.tables import subscribers
 
     db = open_database(url)
     try:
@@ -117,8 +117,8 @@ async def _progress(url: str) -> tuple[int, datetime | None, datetime | None]:
     """(sent deliveries, when the alert fired, the last sent_at)."""
     from sqlalchemy import func, select
 
-    from campaignbot.database import open_database
-    from campaignbot.tables import alerts, deliveries
+    from campaignbot.storage.database import open_database
+    from campaignbot.storage.tables import alerts, deliveries
 
     db = open_database(url, pool_size=1)
     try:

@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _campaign() -> Any:
-    from campaignbot.campaign import parse_campaign
+    from campaignbot.campaign.model import parse_campaign
 
     when = datetime.now(UTC) + timedelta(days=30)
     return parse_campaign(
@@ -71,8 +71,8 @@ def _campaign() -> Any:
 
 
 def _renderer(campaign: Any) -> Any:
-    from campaignbot.render import Renderer
-    from campaignbot.tokens import LinkSigner
+    from campaignbot.email.render import Renderer
+    from campaignbot.email.tokens import LinkSigner
 
     signer = LinkSigner("benchmark-secret-key")
     return Renderer(
@@ -83,7 +83,7 @@ def _renderer(campaign: Any) -> Any:
 async def _add_subscribers(db: Any, n: int) -> None:
     from sqlalchemy import insert
 
-    from campaignbot.tables import subscribers
+    from campaignbot.storage.tables import subscribers
 
     now = datetime.now(UTC)
     async with db.engine.begin() as conn:
@@ -108,13 +108,13 @@ async def _add_subscribers(db: Any, n: int) -> None:
 
 
 async def run_campaignbot(n: int, connections: int, port: int, profile: bool) -> dict[str, Any]:
-    from campaignbot.database import open_database
-    from campaignbot.ledger import Ledger
-    from campaignbot.mailer import SMTPTransport
-    from campaignbot.planning import alerts_for_event
-    from campaignbot.sender import Sender
+    from campaignbot.campaign.planning import alerts_for_event
+    from campaignbot.delivery.ledger import Ledger
+    from campaignbot.delivery.sender import Sender
+    from campaignbot.delivery.transport import SMTPTransport
     from campaignbot.settings import Settings, SMTPSettings, TLSMode
-    from campaignbot.subscriber_store import audience_clause
+    from campaignbot.storage.database import open_database
+    from campaignbot.subscribers.store import audience_clause
 
     folder = Path(tempfile.mkdtemp(prefix="bench-send-"))
     try:
@@ -171,7 +171,7 @@ async def run_bare(n: int, connections: int, port: int) -> dict[str, Any]:
 
     import aiosmtplib
 
-    from campaignbot.render import Recipient
+    from campaignbot.email.render import Recipient
 
     campaign = _campaign()
     message = _renderer(campaign).render_alert(

@@ -26,7 +26,7 @@ def warm_up() -> None:
     module of a fresh virtualenv to bytecode (seconds on a busy 2-core machine)."""
     global _WARM
     if not _WARM:
-        modules = "campaignbot.cli.run, campaignbot.service, campaignbot.web, campaignbot.sender"
+        modules = "campaignbot.cli.run, campaignbot.service.runtime, campaignbot.web.app, campaignbot.delivery.sender"
         # write the bytecode even where the environment says not to (this machine's does)
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         subprocess.run([sys.executable, "-c", f"import {modules}"], check=True, env=env)

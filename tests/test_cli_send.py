@@ -16,8 +16,8 @@ from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 
 from campaignbot.cli import cli
-from campaignbot.database import open_database
-from campaignbot.tables import alerts, deliveries
+from campaignbot.storage.database import open_database
+from campaignbot.storage.tables import alerts, deliveries
 from tests.campaign_files import event_toml, write_campaign
 from tests.conftest import REPO
 from tests.fixtures.smtp import ThreadedSMTPServer

@@ -12,9 +12,9 @@ from click.testing import CliRunner, Result
 
 import campaignbot.cli  # noqa: F401  (registers every command)
 from campaignbot.cli.common import cli
-from campaignbot.database import open_database
-from campaignbot.subscriber import Subscriber, SubscriberStatus
-from campaignbot.subscriber_store import SubscriberStore
+from campaignbot.storage.database import open_database
+from campaignbot.subscribers.model import Subscriber, SubscriberStatus
+from campaignbot.subscribers.store import SubscriberStore
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "config" / "campaign.toml"

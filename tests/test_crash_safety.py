@@ -19,8 +19,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from campaignbot.database import open_database
-from campaignbot.sender import BATCH_SIZE
+from campaignbot.delivery.sender import BATCH_SIZE
+from campaignbot.storage.database import open_database
 from tests.campaign_files import event_toml, write_campaign
 from tests.conftest import REPO
 from tests.fixtures.smtp import ThreadedSMTPServer

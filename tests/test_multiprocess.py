@@ -23,9 +23,9 @@ import pytest
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import make_url
 
-from campaignbot.database import open_database
-from campaignbot.sender import BATCH_SIZE
-from campaignbot.tables import deliveries, subscribers
+from campaignbot.delivery.sender import BATCH_SIZE
+from campaignbot.storage.database import open_database
+from campaignbot.storage.tables import deliveries, subscribers
 from tests.campaign_files import event_toml, write_campaign
 from tests.fixtures.db import POSTGRES_ENV
 from tests.processes import RunningBot, free_port

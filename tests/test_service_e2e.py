@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from campaignbot.database import open_database
-from campaignbot.sender import BATCH_SIZE
-from campaignbot.subscriber import SubscriberInput
-from campaignbot.subscriber_store import SubscriberStore
+from campaignbot.delivery.sender import BATCH_SIZE
+from campaignbot.storage.database import open_database
+from campaignbot.subscribers.model import SubscriberInput
+from campaignbot.subscribers.store import SubscriberStore
 from tests.campaign_files import event_toml, write_campaign
 from tests.processes import RunningBot, free_port, warm_up
 

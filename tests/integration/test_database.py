@@ -12,9 +12,9 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 
-from campaignbot.database import Database, alembic_config, async_url, open_database
 from campaignbot.errors import ConfigError
-from campaignbot.tables import metadata
+from campaignbot.storage.database import Database, alembic_config, async_url, open_database
+from campaignbot.storage.tables import metadata
 
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 

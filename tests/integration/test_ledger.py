@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select, update
 
-from campaignbot.database import Database
-from campaignbot.ledger import Failed, Ledger, Retry, Sent, Skipped, Uncertain
-from campaignbot.tables import deliveries, subscribers
+from campaignbot.delivery.ledger import Failed, Ledger, Retry, Sent, Skipped, Uncertain
+from campaignbot.storage.database import Database
+from campaignbot.storage.tables import deliveries, subscribers
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 EVERYONE = subscribers.c.id > 0

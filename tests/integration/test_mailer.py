@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from campaignbot.errors import DeliveryError
-from campaignbot.mailer import (
+from campaignbot.delivery.transport import (
     MaildirTransport,
     RateLimiter,
     SMTPTransport,
     Transport,
     make_transport,
 )
+from campaignbot.errors import DeliveryError
 from campaignbot.settings import SMTPSettings
 from tests.fixtures.smtp import (
     ReceivedMessage,

@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from campaignbot.campaign import Campaign, parse_campaign
-from campaignbot.database import Database
-from campaignbot.ledger import Claim, Ledger
-from campaignbot.mailer import SMTPTransport
-from campaignbot.render import Renderer
-from campaignbot.sender import Sender
+from campaignbot.campaign.model import Campaign, parse_campaign
+from campaignbot.delivery.ledger import Claim, Ledger
+from campaignbot.delivery.sender import Sender
+from campaignbot.delivery.transport import SMTPTransport
+from campaignbot.email.render import Renderer
+from campaignbot.email.tokens import LinkSigner
 from campaignbot.settings import Settings
-from campaignbot.tables import deliveries, subscribers
-from campaignbot.tokens import LinkSigner
+from campaignbot.storage.database import Database
+from campaignbot.storage.tables import deliveries, subscribers
 from tests.clock import FakeClock
 from tests.conftest import REPO
 from tests.fixtures.smtp import SMTPServer

@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from babel.dates import format_date
 
-from campaignbot.service import Service
+from campaignbot.service.runtime import Service
 from campaignbot.settings import Settings
-from campaignbot.subscriber import SubscriberInput
+from campaignbot.subscribers.model import SubscriberInput
 from tests.campaign_files import event_toml, write_campaign
 from tests.clock import FakeClock
 

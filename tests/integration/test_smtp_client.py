@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from campaignbot.smtp_client import (
+from campaignbot.delivery.smtp_client import (
     SMTPConnection,
     SMTPConnectionError,
     SMTPReplyError,

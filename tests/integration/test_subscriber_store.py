@@ -8,12 +8,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, insert, literal, select
 
-from campaignbot.campaign import Audience
-from campaignbot.database import Database
+from campaignbot.campaign.model import Audience
 from campaignbot.errors import InvalidInputError
-from campaignbot.subscriber import SubscriberInput, SubscriberStatus
-from campaignbot.subscriber_store import SubscriberExistsError, SubscriberStore, audience_clause
-from campaignbot.tables import UTCDateTime, alerts, deliveries, subscribers
+from campaignbot.storage.database import Database
+from campaignbot.storage.tables import UTCDateTime, alerts, deliveries, subscribers
+from campaignbot.subscribers.model import SubscriberInput, SubscriberStatus
+from campaignbot.subscribers.store import SubscriberExistsError, SubscriberStore, audience_clause
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 LATER = NOW + timedelta(hours=1)

@@ -19,13 +19,13 @@ import pytest
 from icalendar import Calendar
 from starlette.applications import Starlette
 
-from campaignbot.planning import alerts_for_event, plan_alerts
-from campaignbot.service import Service
+from campaignbot.campaign.planning import alerts_for_event, plan_alerts
+from campaignbot.email.tokens import LinkSigner
+from campaignbot.service.runtime import Service
 from campaignbot.settings import Settings
-from campaignbot.subscriber import Subscriber, SubscriberInput, SubscriberStatus
-from campaignbot.subscriber_store import audience_clause
-from campaignbot.tokens import LinkSigner
-from campaignbot.web import create_app
+from campaignbot.subscribers.model import Subscriber, SubscriberInput, SubscriberStatus
+from campaignbot.subscribers.store import audience_clause
+from campaignbot.web.app import create_app
 from tests.clock import FakeClock
 from tests.fixtures.smtp import SMTPServer
 

@@ -17,10 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from campaignbot.service import Service
+from campaignbot.service.runtime import Service
 from campaignbot.settings import Settings
-from campaignbot.subscriber import SubscriberInput
-from campaignbot.web import create_app
+from campaignbot.subscribers.model import SubscriberInput
+from campaignbot.web.app import create_app
 from tests.clock import FakeClock
 
 REPO = Path(__file__).resolve().parents[2]

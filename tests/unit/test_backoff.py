@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from campaignbot.backoff import Decision, Verdict, decide, is_hard_bounce, retry_delay_s
+from campaignbot.delivery.retry import Decision, Verdict, decide, is_hard_bounce, retry_delay_s
 from campaignbot.errors import DeliveryError
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)

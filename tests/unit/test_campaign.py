@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from campaignbot.campaign import load_campaign, localize, parse_offset
+from campaignbot.campaign.model import load_campaign, localize, parse_offset
+from campaignbot.delivery.event_state import load_snapshot, snapshot
 from campaignbot.errors import ConfigError
-from campaignbot.event_state import load_snapshot, snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "config" / "campaign.toml"

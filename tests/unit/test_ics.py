@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from icalendar import Calendar
 
-from campaignbot.campaign import Campaign, load_campaign, parse_campaign
-from campaignbot.ics import event_ics, feed_ics
+from campaignbot.campaign.model import Campaign, load_campaign, parse_campaign
+from campaignbot.email.calendar import event_ics, feed_ics
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2025, 6, 16, 7, 30, 15, tzinfo=UTC)

@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from campaignbot.campaign import Campaign, load_campaign
-from campaignbot.mime import as_wire
-from campaignbot.personalize import SLOTS, EncodedBody, fill, split, wire_body
-from campaignbot.render import Recipient, Renderer
-from campaignbot.tokens import LinkSigner
+from campaignbot.campaign.model import Campaign, load_campaign
+from campaignbot.email.mime import as_wire
+from campaignbot.email.personalize import SLOTS, EncodedBody, fill, split, wire_body
+from campaignbot.email.render import Recipient, Renderer
+from campaignbot.email.tokens import LinkSigner
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "templates"

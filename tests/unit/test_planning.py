@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from campaignbot.campaign import Campaign, Event, parse_campaign, parse_offset
-from campaignbot.planning import (
+from campaignbot.campaign.model import Campaign, Event, parse_campaign, parse_offset
+from campaignbot.campaign.planning import (
     alerts_for_event,
     event_deadline,
     may_fire_late,

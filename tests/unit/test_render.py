@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from icalendar import Calendar
 
-from campaignbot.campaign import Campaign, load_campaign, parse_campaign
-from campaignbot.render import Recipient, Renderer
+from campaignbot.campaign.model import Campaign, load_campaign, parse_campaign
+from campaignbot.email.render import Recipient, Renderer
+from campaignbot.email.template_check import check_templates
+from campaignbot.email.tokens import LinkSigner
 from campaignbot.settings import Settings
-from campaignbot.template_check import check_templates
-from campaignbot.tokens import LinkSigner
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "templates"

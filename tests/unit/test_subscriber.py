@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from campaignbot.errors import InvalidInputError
-from campaignbot.subscriber import (
+from campaignbot.subscribers.model import (
     CSV_COLUMNS,
     CsvImport,
     SubscriberInput,

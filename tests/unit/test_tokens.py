@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from itsdangerous import URLSafeTimedSerializer
 
+from campaignbot.email.tokens import ROUTES, LinkSigner
 from campaignbot.errors import TokenError
-from campaignbot.tokens import ROUTES, LinkSigner
 
 SECRET = "test-secret-key"
 DAY_S = 24 * 3600

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from campaignbot.campaign import Campaign
+from campaignbot.campaign.model import Campaign
 from campaignbot.cli.common import EXIT_INVALID, Context, cli, err_console, pass_context
 from campaignbot.errors import CampaignbotError, InvalidInputError, Problem
 
@@ -18,7 +18,7 @@ Check = Callable[[Context, Campaign | None], list[Problem]]
 def _check_templates(ctx: Context, campaign: Campaign | None) -> list[Problem]:
     if campaign is None:
         return []
-    from campaignbot.template_check import check_templates
+    from campaignbot.email.template_check import check_templates
 
     return check_templates(ctx.settings, campaign)
 
@@ -60,7 +60,7 @@ def _probe(what: str, probe: Callable[[], Coroutine[Any, Any, None]]) -> list[Pr
 
 def _check_database(ctx: Context, campaign: Campaign | None) -> list[Problem]:
     """The database answers (read-only: migrations run at start, not here)."""
-    from campaignbot.database import open_database
+    from campaignbot.storage.database import open_database
 
     async def ping() -> None:
         db = open_database(ctx.settings.database_url)
@@ -75,7 +75,7 @@ def _check_database(ctx: Context, campaign: Campaign | None) -> list[Problem]:
 def _check_transport(ctx: Context, campaign: Campaign | None) -> list[Problem]:
     """Log in to the SMTP server and say goodbye, sending nothing (or, without an SMTP
     host, prove the Maildir outbox is writable)."""
-    from campaignbot.mailer import make_transport
+    from campaignbot.delivery.transport import make_transport
 
     async def login() -> None:
         transport = make_transport(ctx.settings.smtp, ctx.settings.maildir)

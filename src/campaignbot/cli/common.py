@@ -16,12 +16,12 @@ import click
 from rich.console import Console
 
 from campaignbot import __version__
-from campaignbot.campaign import Campaign, load_campaign
+from campaignbot.campaign.model import Campaign, load_campaign
 from campaignbot.errors import CampaignbotError, InvalidInputError
 from campaignbot.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from campaignbot.database import Database
+    from campaignbot.storage.database import Database
 
 EXIT_OK, EXIT_FAILURE, EXIT_INVALID = 0, 1, 2
 
@@ -146,7 +146,7 @@ async def open_store(ctx: Context) -> AsyncIterator[Database]:
 
     Migrations run on every start (never `create_all`); the engine is disposed after.
     """
-    from campaignbot.database import open_database
+    from campaignbot.storage.database import open_database
 
     db = open_database(ctx.settings.database_url)
     try:

@@ -7,7 +7,8 @@ import json
 import click
 from rich.table import Table
 
-from campaignbot.campaign import Campaign
+from campaignbot.campaign.model import Campaign
+from campaignbot.campaign.planning import PlannedAlert, plan_alerts
 from campaignbot.cli.common import (
     Context,
     cli,
@@ -18,12 +19,11 @@ from campaignbot.cli.common import (
     run_async,
     table_console,
 )
-from campaignbot.planning import PlannedAlert, plan_alerts
 
 
 def audience_sizes(ctx: Context, campaign: Campaign) -> dict[str, int]:
     """Matching active subscribers per event id."""
-    from campaignbot.subscriber_store import SubscriberStore
+    from campaignbot.subscribers.store import SubscriberStore
 
     async def count() -> dict[str, int]:
         async with open_store(ctx) as db:

@@ -6,11 +6,11 @@ from email.message import EmailMessage, MIMEPart
 
 import click
 
-from campaignbot.campaign import Campaign, Event
+from campaignbot.campaign.model import Campaign, Event
 from campaignbot.cli.common import Context, cli, handle_errors, pass_context
+from campaignbot.email.render import CHANGES, Recipient, Renderer, template_locales
+from campaignbot.email.tokens import LinkSigner
 from campaignbot.errors import InvalidInputError
-from campaignbot.render import CHANGES, Recipient, Renderer, template_locales
-from campaignbot.tokens import LinkSigner
 
 
 def _event(campaign: Campaign, event_id: str) -> Event:

@@ -18,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT; SIGHUP reloads the config."""
-    from campaignbot.service import Service
+    from campaignbot.service.runtime import Service
 
     service = Service(settings)
     loop = asyncio.get_running_loop()

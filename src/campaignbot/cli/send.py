@@ -10,7 +10,8 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import func, select
 
-from campaignbot.campaign import Campaign, Event, Status
+from campaignbot.campaign.model import Campaign, Event, Status
+from campaignbot.campaign.planning import PlannedAlert, alerts_for_event, event_deadline
 from campaignbot.cli.common import (
     Context,
     cli,
@@ -20,16 +21,15 @@ from campaignbot.cli.common import (
     pass_context,
     run_async,
 )
+from campaignbot.delivery.ledger import Claim, Ledger, Outcome
+from campaignbot.delivery.sender import Sender
+from campaignbot.delivery.transport import Transport, make_transport
+from campaignbot.email.render import Recipient, Renderer
 from campaignbot.errors import DeliveryError, InvalidInputError
-from campaignbot.ledger import Claim, Ledger, Outcome
-from campaignbot.mailer import Transport, make_transport
-from campaignbot.planning import PlannedAlert, alerts_for_event, event_deadline
-from campaignbot.render import Recipient, Renderer
-from campaignbot.sender import Sender
-from campaignbot.service import load_valid_campaign
-from campaignbot.subscriber import normalize_email
-from campaignbot.subscriber_store import audience_clause
-from campaignbot.tables import subscribers
+from campaignbot.service.runtime import load_valid_campaign
+from campaignbot.storage.tables import subscribers
+from campaignbot.subscribers.model import normalize_email
+from campaignbot.subscribers.store import audience_clause
 
 EXIT_FAILURE = 1
 

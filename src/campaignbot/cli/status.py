@@ -16,7 +16,7 @@ from campaignbot.cli.common import (
     run_async,
     table_console,
 )
-from campaignbot.ledger import AlertStatus, Ledger, StatusSummary
+from campaignbot.delivery.ledger import AlertStatus, Ledger, StatusSummary
 
 
 def _reminder(alert: AlertStatus) -> str:

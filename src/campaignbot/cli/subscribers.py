@@ -28,7 +28,7 @@ from campaignbot.cli.common import (
     run_async,
 )
 from campaignbot.errors import InvalidInputError, Problem
-from campaignbot.subscriber import (
+from campaignbot.subscribers.model import (
     CSV_COLUMNS,
     CsvImport,
     Subscriber,
@@ -36,7 +36,7 @@ from campaignbot.subscriber import (
     SubscriberStatus,
     csv_row,
 )
-from campaignbot.subscriber_store import ImportCounts, SubscriberStore
+from campaignbot.subscribers.store import ImportCounts, SubscriberStore
 
 #: Files at least this big get a progress bar (when stderr is a terminal).
 _PROGRESS_MIN_BYTES = 256 * 1024

@@ -17,8 +17,8 @@ async def serve_web(settings: Settings, *, host: str, port: int) -> None:
     """Serve until SIGINT/SIGTERM (uvicorn handles both)."""
     import uvicorn
 
-    from campaignbot.service import Service
-    from campaignbot.web import create_app, listen
+    from campaignbot.service.runtime import Service
+    from campaignbot.web.app import create_app, listen
 
     sock = listen(host, port)
     service = Service(settings, web=False)

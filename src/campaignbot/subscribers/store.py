@@ -14,10 +14,11 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from campaignbot.campaign import Audience
-from campaignbot.database import Database
+from campaignbot.campaign.model import Audience
 from campaignbot.errors import InvalidInputError, StoreError
-from campaignbot.subscriber import (
+from campaignbot.storage.database import Database
+from campaignbot.storage.tables import subscribers
+from campaignbot.subscribers.model import (
     FINAL_STATUSES,
     Subscriber,
     SubscriberInput,
@@ -30,7 +31,6 @@ from campaignbot.subscriber import (
     normalize_timezone,
     normalize_topics,
 )
-from campaignbot.tables import subscribers
 
 #: Columns an import or a repeated sign-up may change; status and consent stay as they are.
 _FIELDS = ("email", "name", "locale", "timezone", "countries", "topics", "follows_all")

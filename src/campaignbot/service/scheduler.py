@@ -11,7 +11,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from campaignbot.planning import PlannedAlert
+from campaignbot.campaign.planning import PlannedAlert
 
 logger = logging.getLogger(__name__)
 

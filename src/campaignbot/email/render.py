@@ -32,11 +32,10 @@ from jinja2 import (
 )
 from jinja2.sandbox import SandboxedEnvironment
 
-from campaignbot.campaign import Campaign, Event, Status, localize, parse_offset
-from campaignbot.errors import InvalidInputError, Problem, TemplateError
-from campaignbot.i18n import When, babel_locale, format_when, relative_phrase, zone
-from campaignbot.ics import event_ics, event_url
-from campaignbot.mime import (
+from campaignbot.campaign.model import Campaign, Event, Status, localize, parse_offset
+from campaignbot.email.calendar import event_ics, event_url
+from campaignbot.email.i18n import When, babel_locale, format_when, relative_phrase, zone
+from campaignbot.email.mime import (
     AUTO,
     B64,
     CALENDAR,
@@ -52,10 +51,10 @@ from campaignbot.mime import (
     qp,
     unstructured,
 )
-from campaignbot.mime import (
+from campaignbot.email.mime import (
     part as mime_part,
 )
-from campaignbot.personalize import (
+from campaignbot.email.personalize import (
     TOKENS,
     Parts,
     ProbeSet,
@@ -64,7 +63,8 @@ from campaignbot.personalize import (
     probe,
     split_bytes,
 )
-from campaignbot.tokens import LinkSigner, build_link
+from campaignbot.email.tokens import LinkSigner, build_link
+from campaignbot.errors import InvalidInputError, Problem, TemplateError
 
 KINDS = ("alert", "notice", "confirm")
 PARTS = ("subject", "txt", "html")

@@ -16,16 +16,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from campaignbot.errors import DeliveryError
-from campaignbot.mime import as_file, as_wire
-from campaignbot.settings import SMTPSettings, TLSMode
-from campaignbot.smtp_client import (
+from campaignbot.delivery.smtp_client import (
     SMTPConnection,
     SMTPConnectionError,
     SMTPError,
     SMTPReplyError,
     SMTPTimeoutError,
 )
+from campaignbot.email.mime import as_file, as_wire
+from campaignbot.errors import DeliveryError
+from campaignbot.settings import SMTPSettings, TLSMode
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_datetime, format_timedelta, get_timezone_name
 
-from campaignbot.campaign import Offset
+from campaignbot.campaign.model import Offset
 
 
 @lru_cache(maxsize=256)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from campaignbot.tables import UTCDateTime
+from campaignbot.storage.tables import UTCDateTime
 
 # revision identifiers, used by Alembic.
 revision: str = "0001"

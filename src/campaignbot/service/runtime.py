@@ -15,21 +15,21 @@ from typing import Any
 from babel.dates import format_timedelta
 
 from campaignbot import __version__
-from campaignbot.campaign import Campaign, load_campaign
-from campaignbot.database import Database, open_database
+from campaignbot.campaign.model import Campaign, load_campaign
+from campaignbot.campaign.planning import alerts_for_event, may_fire_late
+from campaignbot.delivery.event_state import EventState
+from campaignbot.delivery.ledger import Ledger
+from campaignbot.delivery.sender import Sender
+from campaignbot.delivery.transport import MaildirTransport, Transport, make_transport
+from campaignbot.email.render import Renderer
+from campaignbot.email.template_check import check_templates
+from campaignbot.email.tokens import LinkSigner
 from campaignbot.errors import InvalidInputError, TemplateError
-from campaignbot.event_state import EventState
-from campaignbot.ledger import Ledger
-from campaignbot.mailer import MaildirTransport, Transport, make_transport
-from campaignbot.planning import alerts_for_event, may_fire_late
-from campaignbot.render import Renderer
-from campaignbot.schedule import AlertScheduler
-from campaignbot.sender import Sender
+from campaignbot.service.scheduler import AlertScheduler
 from campaignbot.settings import Settings, secret_key
-from campaignbot.subscriber_store import SubscriberStore, audience_clause
-from campaignbot.template_check import check_templates
-from campaignbot.tokens import LinkSigner
-from campaignbot.web import listen
+from campaignbot.storage.database import Database, open_database
+from campaignbot.subscribers.store import SubscriberStore, audience_clause
+from campaignbot.web.app import listen
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class Service:
     async def _start_web(self, sock: socket.socket) -> None:
         import uvicorn
 
-        from campaignbot.web import create_app
+        from campaignbot.web.app import create_app
 
         class _EmbeddedServer(uvicorn.Server):
             # The service owns the signals: uvicorn would replace our handlers and

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from campaignbot.campaign import Campaign, Event, Offset, Status
+from campaignbot.campaign.model import Campaign, Event, Offset, Status
 
 #: A reminder found a little late by the reconcile tick must still go out, even with
 #: `catch_up = "0"` and even when it is the "0" reminder of an event that just started.

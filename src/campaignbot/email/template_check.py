@@ -7,9 +7,8 @@ from typing import Any
 
 from jinja2 import TemplateSyntaxError
 
-from campaignbot.campaign import Campaign, Status
-from campaignbot.errors import Problem, TemplateError
-from campaignbot.render import (
+from campaignbot.campaign.model import Campaign, Status
+from campaignbot.email.render import (
     CHANGES,
     KINDS,
     PARTS,
@@ -19,8 +18,9 @@ from campaignbot.render import (
     problem_from,
     template_locales,
 )
+from campaignbot.email.tokens import LinkSigner
+from campaignbot.errors import Problem, TemplateError
 from campaignbot.settings import Settings
-from campaignbot.tokens import LinkSigner
 
 
 def _format_locale_or(renderer: Renderer, kind: str, locale: str) -> str:

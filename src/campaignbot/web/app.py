@@ -28,16 +28,16 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from campaignbot import web_forms as forms
+from campaignbot.email.calendar import feed_ics
+from campaignbot.email.render import Recipient
 from campaignbot.errors import CampaignbotError, ConfigError, StoreError, TokenError
-from campaignbot.ics import feed_ics
-from campaignbot.metrics import CONTENT_TYPE, Health, ServiceMetrics
-from campaignbot.render import Recipient
+from campaignbot.service.metrics import CONTENT_TYPE, Health, ServiceMetrics
 from campaignbot.settings import secret_key
-from campaignbot.subscriber import Subscriber, SubscriberStatus
+from campaignbot.subscribers.model import Subscriber, SubscriberStatus
+from campaignbot.web import forms
 
 if TYPE_CHECKING:
-    from campaignbot.service import Service
+    from campaignbot.service.runtime import Service
 
 logger = logging.getLogger(__name__)
 

@@ -25,10 +25,10 @@ from sqlalchemy import func, or_, select
 
 from campaignbot import __version__
 from campaignbot.errors import CampaignbotError
-from campaignbot.tables import alerts, deliveries, subscribers
+from campaignbot.storage.tables import alerts, deliveries, subscribers
 
 if TYPE_CHECKING:
-    from campaignbot.service import Service
+    from campaignbot.service.runtime import Service
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 

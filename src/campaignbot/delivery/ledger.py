@@ -28,8 +28,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from campaignbot.database import Database
-from campaignbot.tables import alerts, deliveries, event_versions, subscribers
+from campaignbot.storage.database import Database
+from campaignbot.storage.tables import alerts, deliveries, event_versions, subscribers
 
 logger = logging.getLogger(__name__)
 

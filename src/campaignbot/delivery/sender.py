@@ -18,15 +18,24 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from campaignbot.backoff import Verdict, decide, retry_delay_s
-from campaignbot.campaign import Campaign, Event, Status
+from campaignbot.campaign.model import Campaign, Event, Status
+from campaignbot.campaign.planning import event_deadline
+from campaignbot.delivery.event_state import EventState
+from campaignbot.delivery.ledger import (
+    Claim,
+    Failed,
+    Ledger,
+    Outcome,
+    Retry,
+    Sent,
+    Skipped,
+    Uncertain,
+)
+from campaignbot.delivery.retry import Verdict, decide, retry_delay_s
+from campaignbot.delivery.transport import Transport
+from campaignbot.email.mime import Wire
+from campaignbot.email.render import Recipient, Renderer
 from campaignbot.errors import DeliveryError
-from campaignbot.event_state import EventState
-from campaignbot.ledger import Claim, Failed, Ledger, Outcome, Retry, Sent, Skipped, Uncertain
-from campaignbot.mailer import Transport
-from campaignbot.mime import Wire
-from campaignbot.planning import event_deadline
-from campaignbot.render import Recipient, Renderer
 from campaignbot.settings import Settings
 
 logger = logging.getLogger(__name__)

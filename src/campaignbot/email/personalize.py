@@ -27,7 +27,7 @@ from typing import Any, Self
 
 from markupsafe import escape
 
-from campaignbot.mime import crlf, qp
+from campaignbot.email.mime import crlf, qp
 
 #: the per-subscriber values the fast path fills in
 SLOTS = ("name", "email", "unsubscribe", "preferences", "calendar")

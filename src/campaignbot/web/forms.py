@@ -20,10 +20,10 @@ from urllib.parse import urlencode
 from babel import Locale
 from itsdangerous import BadData, URLSafeTimedSerializer
 
-from campaignbot.campaign import Campaign, localize
-from campaignbot.i18n import babel_locale, format_when
-from campaignbot.planning import event_deadline, event_start
-from campaignbot.subscriber import (
+from campaignbot.campaign.model import Campaign, localize
+from campaignbot.campaign.planning import event_deadline, event_start
+from campaignbot.email.i18n import babel_locale, format_when
+from campaignbot.subscribers.model import (
     SubscriberInput,
     normalize_countries,
     normalize_email,

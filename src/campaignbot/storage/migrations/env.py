@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from campaignbot.tables import metadata
+from campaignbot.storage.tables import metadata
 
 
 def _run(connection: Connection) -> None:

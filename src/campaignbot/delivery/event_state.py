@@ -12,10 +12,10 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from campaignbot.campaign import Event, Status
-from campaignbot.database import Database
-from campaignbot.planning import event_start
-from campaignbot.tables import alerts, event_versions
+from campaignbot.campaign.model import Event, Status
+from campaignbot.campaign.planning import event_start
+from campaignbot.storage.database import Database
+from campaignbot.storage.tables import alerts, event_versions
 
 logger = logging.getLogger(__name__)
 

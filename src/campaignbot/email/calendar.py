@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from icalendar import Calendar
 from icalendar import Event as VEvent
 
-from campaignbot.campaign import CampaignInfo, Event, Status, localize
+from campaignbot.campaign.model import CampaignInfo, Event, Status, localize
 
 PRODID = "-//campaignbot//campaign alerts//EN"
 
