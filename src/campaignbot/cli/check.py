@@ -107,6 +107,10 @@ def check(ctx: Context, with_transport: bool) -> None:
     checks = [*CHECKS, ("transport", _check_transport)] if with_transport else CHECKS
     problems: list[Problem] = []
     click.echo(f"OK settings (config {ctx.settings.config}, database {_safe_url(ctx)})")
+    from campaignbot.settings import public_url_warnings
+
+    for warning in public_url_warnings(ctx.settings):
+        err_console.print(f"warning: {warning}", markup=False, highlight=False)
     campaign: Campaign | None = None
     try:
         campaign = ctx.campaign()

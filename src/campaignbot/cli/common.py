@@ -120,9 +120,15 @@ def parse_time(value: str, *, param: str) -> datetime:
     default=None,
     help="Campaign file (env CAMPAIGNBOT_CONFIG, default config/campaign.toml).",
 )
+@click.option(
+    "--env-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Read settings from this file instead of ./.env (e.g. /etc/campaignbot/env).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.pass_context
-def cli(ctx: click.Context, config: Path | None, debug: bool) -> None:
+def cli(ctx: click.Context, config: Path | None, env_file: Path | None, debug: bool) -> None:
     """campaignbot: email each subscriber a localized alert before every campaign event."""
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
@@ -131,7 +137,7 @@ def cli(ctx: click.Context, config: Path | None, debug: bool) -> None:
     )
     overrides: dict[str, object] = {"config": config} if config is not None else {}
     try:
-        settings = load_settings(**overrides)
+        settings = load_settings(env_file=env_file, **overrides)
     except InvalidInputError as err:
         if debug:
             raise
