@@ -76,11 +76,11 @@ def setup(tmp_path: Path, smtp_server_thread: Callable[..., ThreadedSMTPServer])
 
 
 def test_send_fires_the_alert_once_and_prints_a_summary(setup: Setup) -> None:
-    result = setup.run("send", "vote", "--reminder", "1d")
+    result = setup.run("send", "vote", "--reminder", "1d", "--yes")
     assert result.exit_code == 0, result.output
     assert "vote:1d: 25 sent, 0 failed, 0 skipped, 0 retry" in result.output
     assert set(setup.received().values()) == {1} and len(setup.received()) == 25
-    again = setup.run("send", "vote", "--reminder", "1d")
+    again = setup.run("send", "vote", "--reminder", "1d", "--yes")
     assert again.exit_code == 0, again.output
     assert "fired before" in again.output
     assert len(setup.server.messages) == 25
@@ -90,7 +90,7 @@ def test_send_fires_the_alert_once_and_prints_a_summary(setup: Setup) -> None:
 def test_status_reports_counts_per_alert(setup: Setup) -> None:
     setup.server.fail("RCPT", "550 5.1.1 no such user", recipient="s3@example.org")
     setup.server.fail("RCPT", "451 4.3.0 later", recipient="s4@example.org")
-    sent = setup.run("send", "vote")
+    sent = setup.run("send", "vote", "-r", "0", "--yes")
     assert sent.exit_code == 0, sent.output
     assert "vote:0: 23 sent, 1 failed, 0 skipped, 1 retry" in sent.output
     result = setup.run("status", "--json")
@@ -142,7 +142,89 @@ def test_bad_input_is_one_line_and_exit_2(setup: Setup, args: list[str], message
 
 def test_an_unreachable_transport_exits_1_and_records_nothing(setup: Setup) -> None:
     setup.server.stop()
-    result = setup.run("send", "vote")
+    result = setup.run("send", "vote", "--yes")
     assert result.exit_code == 1
     assert "unreachable" in result.output
     assert setup.count(alerts) == 0
+
+
+def test_audience_send_without_a_terminal_or_yes_sends_nothing(setup: Setup) -> None:
+    result = setup.run("send", "vote", "-r", "0")
+    assert result.exit_code == 2, result.output
+    assert "would send to 25 subscribers; no terminal to ask, nothing sent" in result.output
+    assert "--yes" in result.output
+    assert not setup.server.messages
+    assert setup.count(alerts) == 0
+
+
+def test_sending_before_the_due_time_warns_and_says_when(setup: Setup) -> None:
+    result = setup.run("send", "vote", "-r", "1d", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "warning: vote:1d is due " in result.output and "UTC (in 18 d" in result.output
+
+
+def test_to_defaults_to_the_reminder_preview_shows(setup: Setup) -> None:
+    preview = setup.run("preview", "vote", "--format", "eml")
+    assert preview.exit_code == 0, preview.output
+    import email
+    import email.policy
+
+    previewed = email.message_from_string(preview.output, policy=email.policy.default)
+    result = setup.run("send", "vote", "--to", "organizer@example.net")
+    assert result.exit_code == 0, result.output
+    [message] = setup.server.messages
+    assert str(message.message["Subject"]) == str(previewed["Subject"])
+
+
+def test_dry_run_lists_the_first_rows_and_json_lists_all(setup: Setup) -> None:
+    result = setup.run("send", "vote", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "s0@example.org" in result.output and "... and 15 more" in result.output
+    as_json = setup.run("send", "vote", "--dry-run", "--json")
+    assert as_json.exit_code == 0, as_json.output
+    listing = json.loads(as_json.output)
+    assert listing["audience"] == 25 and len(listing["subscribers"]) == 25
+    assert not setup.server.messages
+
+
+def test_send_json_prints_the_counts(setup: Setup) -> None:
+    result = CliRunner().invoke(cli, ["send", "vote", "-r", "0", "--yes", "--json"], env=setup.env)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert summary == {"alert": "vote:0", "sent": 25, "failed": 0, "skipped": 0, "retry": 0}
+
+
+def test_audience_send_without_a_database_creates_none(setup: Setup, tmp_path: Path) -> None:
+    missing = tmp_path / "elsewhere" / "campaignbot.db"
+    env = setup.env | {"CAMPAIGNBOT_DATABASE_URL": f"sqlite:///{missing}"}
+    result = CliRunner().invoke(cli, ["send", "vote", "--yes"], env=env)
+    assert result.exit_code == 2
+    assert "no database here" in result.output
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize(("answer", "code", "sent"), [("n", 2, 0), ("y", 0, 25)], ids=["no", "yes"])
+def test_audience_send_on_a_terminal_asks_first(
+    setup: Setup, answer: str, code: int, sent: int
+) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    os.write(master, f"{answer}\n".encode())
+    proc = subprocess.run(
+        [sys.executable, "-m", "campaignbot", "send", "vote", "-r", "0"],
+        stdin=slave,
+        capture_output=True,
+        text=True,
+        env=os.environ | setup.env,
+        timeout=60,
+        check=False,
+    )
+    os.close(slave)
+    os.close(master)
+    assert 'Send "Vote vote" (0) to 25 subscribers now? [y/N]' in proc.stderr
+    assert proc.returncode == code, proc.stderr
+    assert len(setup.server.messages) == sent

@@ -146,6 +146,36 @@ def cli(ctx: click.Context, config: Path | None, env_file: Path | None, debug: b
     ctx.obj = Context(settings, debug=debug)
 
 
+def missing_database(ctx: Context) -> Path | None:
+    """The SQLite file the settings name when it does not exist yet (else None).
+
+    Read-only commands use it to say "no database here" instead of quietly creating
+    an empty one in whatever directory they were run from.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(ctx.settings.database_url)
+    except ArgumentError:
+        return None
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    path = Path(url.database)
+    return None if path.exists() else path
+
+
+def require_database(ctx: Context) -> None:
+    """Exit 2 when the configured SQLite database does not exist (nothing is created)."""
+    path = missing_database(ctx)
+    if path is not None:
+        raise InvalidInputError(
+            f"{path}: no database here (CAMPAIGNBOT_DATABASE_URL={ctx.settings.database_url})",
+            hint="run this in the project folder `campaignbot run` uses, or pass "
+            "--env-file /etc/campaignbot/env or CAMPAIGNBOT_DATABASE_URL",
+        )
+
+
 @contextlib.asynccontextmanager
 async def open_store(ctx: Context) -> AsyncIterator[Database]:
     """The database from `CAMPAIGNBOT_DATABASE_URL`, migrated to the newest revision.
