@@ -13,6 +13,7 @@ from campaignbot.cli.common import (
     handle_errors,
     open_store,
     pass_context,
+    require_database,
     run_async,
     table_console,
 )
@@ -80,6 +81,7 @@ def _print_table(summary: StatusSummary) -> None:
 @handle_errors
 def status(ctx: Context, as_json: bool) -> None:
     """Per alert: due, sent, pending, retry, failed, uncertain, skipped."""
+    require_database(ctx)
 
     async def read() -> StatusSummary:
         async with open_store(ctx) as db:

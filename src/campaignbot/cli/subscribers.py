@@ -25,6 +25,7 @@ from campaignbot.cli.common import (
     handle_errors,
     open_store,
     pass_context,
+    require_database,
     run_async,
 )
 from campaignbot.errors import InvalidInputError, Problem
@@ -214,6 +215,7 @@ def list_(
     """List subscribers. --country and --topic match what a subscriber chose; those who
     follow everything are not included."""
     wanted = SubscriberStatus(status) if status else None
+    require_database(ctx)
 
     async def fetch() -> list[Subscriber]:
         async with open_store(ctx) as db:
@@ -274,6 +276,7 @@ def _as_json(s: Subscriber) -> dict[str, object]:
 def remove(ctx: Context, email: str) -> None:
     """Delete a subscriber and their delivery history (to stop mails but keep the
     record, the subscriber unsubscribes instead)."""
+    require_database(ctx)
 
     async def delete() -> bool:
         async with open_store(ctx) as db:
@@ -298,6 +301,7 @@ def remove(ctx: Context, email: str) -> None:
 def export(ctx: Context, status: str) -> None:
     """Write subscribers as CSV to stdout, in the format `subscribers import` reads."""
     wanted = None if status == "all" else SubscriberStatus(status)
+    require_database(ctx)
     writer = csv.writer(sys.stdout, lineterminator="\n")
 
     async def write_all() -> None:
