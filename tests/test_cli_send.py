@@ -228,3 +228,61 @@ def test_audience_send_on_a_terminal_asks_first(
     assert 'Send "Vote vote" (0) to 25 subscribers now? [y/N]' in proc.stderr
     assert proc.returncode == code, proc.stderr
     assert len(setup.server.messages) == sent
+
+
+def test_status_failed_lists_address_code_and_reason(setup: Setup) -> None:
+    setup.server.fail("RCPT", "550 5.1.1 no such user", recipient="s3@example.org")
+    assert setup.run("send", "vote", "-r", "0", "--yes").exit_code == 0
+    result = setup.run("status", "--failed")
+    assert result.exit_code == 0, result.output
+    assert "s3@example.org" in result.output and "550" in result.output
+    assert "no such user" in result.output
+    as_json = json.loads(setup.run("status", "--failed", "--json").output)
+    assert [(f["email"], f["code"], f["alert"]) for f in as_json] == [
+        ("s3@example.org", 550, "vote:0")
+    ]
+    assert "no such user" in as_json[0]["reason"]
+
+
+def test_status_shows_upcoming_alerts_with_due_time_and_audience(setup: Setup) -> None:
+    result = setup.run("status")
+    assert result.exit_code == 0, result.output
+    assert "upcoming alerts" in result.output
+    due = datetime.now(UTC) + timedelta(days=19)
+    assert f"{due:%Y-%m-%d}" in result.output  # the 1d reminder
+    line = next(line for line in result.output.splitlines() if " 1d " in line)
+    assert line.rstrip(" │").endswith("25")
+
+
+def test_status_event_shows_each_reminder_of_that_event(setup: Setup) -> None:
+    assert setup.run("send", "vote", "-r", "1d", "--yes").exit_code == 0
+    result = setup.run("status", "vote")
+    assert result.exit_code == 0, result.output
+    fired = next(line for line in result.output.splitlines() if " 1d " in line)
+    assert "25" in fired and "fired" in fired
+    upcoming = [line for line in result.output.splitlines() if " 0 │" in line]
+    assert upcoming and upcoming[-1].rstrip(" │").endswith("25")  # "0" is still to come
+    unknown = setup.run("status", "nope")
+    assert unknown.exit_code == 2 and "unknown event 'nope'" in unknown.output
+
+
+def test_status_numeric_columns_hold_only_numbers(setup: Setup) -> None:
+    async def skip() -> None:
+        from campaignbot.campaign.planning import PlannedAlert
+        from campaignbot.delivery.ledger import Ledger
+
+        db = open_database(setup.url)
+        try:
+            now = datetime.now(UTC)
+            alert = PlannedAlert(now - timedelta(days=1), "vote", "7d", now)
+            await Ledger(db, owner="t").skip_alert(alert, now=now, reason="missed")
+        finally:
+            await db.dispose()
+
+    asyncio.run(skip())
+    result = setup.run("status")
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if "7d" in line)
+    cells = [c.strip() for c in row.strip("│ ").split("│")]
+    assert all(c.isdigit() or c == "·" for c in cells[3:9]), cells
+    assert cells[9] == "missed (too late)"
