@@ -35,8 +35,8 @@ from pydantic_settings import (
 from campaignbot.errors import ConfigError, Problem
 
 PREFIX = "CAMPAIGNBOT_"
-#: names tests and CI may use freely; never settings
-RESERVED_PREFIXES = ("CAMPAIGNBOT_TEST_", "CAMPAIGNBOT_CI_")
+#: names tests, CI and benchmarks may use freely; never settings
+RESERVED_PREFIXES = ("CAMPAIGNBOT_TEST_", "CAMPAIGNBOT_CI_", "CAMPAIGNBOT_BENCH_")
 
 
 class TLSMode(StrEnum):
