@@ -9,7 +9,7 @@ from click.testing import CliRunner, Result
 
 import campaignbot.cli  # noqa: F401  (registers every command)
 from campaignbot.cli.common import cli
-from campaignbot.subscribers.model import SubscriberStatus
+from campaignbot.subscribers.model import Subscriber, SubscriberStatus
 from tests.test_cli_subscribers import SHIPPED, stored
 
 
@@ -31,7 +31,7 @@ def write_bytes(name: str, text: str, *, bom: bool = False) -> Path:
     return path
 
 
-def by_email(url: str) -> dict[str, object]:
+def by_email(url: str) -> dict[str, Subscriber]:
     return {s.email: s for s in stored(url)}
 
 
@@ -53,7 +53,7 @@ def test_import_sniffs_the_delimiter_and_strips_a_bom(env: str, delimiter: str, 
     assert "2 added" in result.output
     found = by_email(env)
     anna = found["anna@example.fi"]
-    assert anna.countries == {"FI", "EE"}  # type: ignore[attr-defined]
+    assert anna.countries == {"FI", "EE"}
 
 
 def test_import_reads_a_mailchimp_export(env: str) -> None:
@@ -65,7 +65,7 @@ def test_import_reads_a_mailchimp_export(env: str) -> None:
     result = run("subscribers", "import", str(write_bytes("mailchimp.csv", text)))
     assert result.exit_code == 0, result.output
     ada = by_email(env)["ada@example.fi"]
-    assert (ada.name, ada.countries, ada.timezone) == (  # type: ignore[attr-defined]
+    assert (ada.name, ada.countries, ada.timezone) == (
         "Ada Lovelace",
         {"FI"},
         "Europe/Helsinki",
@@ -82,9 +82,9 @@ def test_import_reads_a_listmonk_export_and_suppresses_its_blocklist(env: str) -
     assert result.exit_code == 0, result.output
     assert "1 added" in result.output and "1 suppressed" in result.output
     found = by_email(env)
-    assert found["ok@example.org"].status is SubscriberStatus.ACTIVE  # type: ignore[attr-defined]
+    assert found["ok@example.org"].status is SubscriberStatus.ACTIVE
     blocked = found["blocked@example.org"]
-    assert blocked.status is SubscriberStatus.SUPPRESSED  # type: ignore[attr-defined]
+    assert blocked.status is SubscriberStatus.SUPPRESSED
 
 
 def test_import_map_renames_and_ignores_columns(env: str) -> None:
@@ -98,7 +98,7 @@ def test_import_map_renames_and_ignores_columns(env: str) -> None:
         "--map", "Telefon=",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert by_email(env)["sara@example.org"].name == "Sara"  # type: ignore[attr-defined]
+    assert by_email(env)["sara@example.org"].name == "Sara"
 
 
 def test_import_rejects_unknown_topics_and_countries_with_the_row(env: str) -> None:
