@@ -127,3 +127,16 @@ def test_against_needs_changes(env: dict[str, str], tmp_path: Path) -> None:
     config = write_campaign(tmp_path / "campaign.toml", event_toml("vote", WHEN))
     result = CliRunner().invoke(cli, ["plan", "--against", str(config)], env=env)
     assert result.exit_code == 2
+
+
+def test_plan_title_counts_properly_and_past_ranges_are_not_upcoming(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    write_campaign(tmp_path / "campaign.toml", event_toml("vote", WHEN, reminders=["0"]))
+    one = CliRunner().invoke(cli, ["plan"], env=env)
+    assert "1 upcoming alert\n" in one.output or "1 upcoming alert " in one.output
+    past = CliRunner().invoke(
+        cli, ["plan", "--from", "2020-01-01", "--until", (WHEN + timedelta(days=1)).isoformat()],
+        env=env,
+    )  # fmt: skip
+    assert "upcoming" not in past.output.splitlines()[0]

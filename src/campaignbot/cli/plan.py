@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -87,7 +88,7 @@ def plan(
     if as_json:
         click.echo(json.dumps([_as_json(a, sizes) for a in alerts], indent=2))
         return
-    _print_table(alerts, sizes, start)
+    _print_table(alerts, sizes, upcoming=start >= ctx.now() - timedelta(minutes=1))
 
 
 def _audience(sizes: dict[str, int] | None, event_id: str) -> int | None:
@@ -104,12 +105,16 @@ def _as_json(alert: PlannedAlert, sizes: dict[str, int] | None) -> dict[str, obj
     }
 
 
-def _print_table(alerts: list[PlannedAlert], sizes: dict[str, int] | None, start: object) -> None:
+def _print_table(
+    alerts: list[PlannedAlert], sizes: dict[str, int] | None, *, upcoming: bool
+) -> None:
     console = table_console()
     if not alerts:
         console.print("No alerts due in that range.")
         return
-    table = Table(title=f"{len(alerts)} upcoming alerts")
+    # a --from in the past lists alerts that are not "upcoming" any more
+    what = "upcoming alert" if upcoming else "alert"
+    table = Table(title=f"{len(alerts)} {what}{'' if len(alerts) == 1 else 's'}")
     table.add_column("due (UTC)", no_wrap=True)
     table.add_column("due (event local)", no_wrap=True)
     table.add_column("event", no_wrap=True)
