@@ -232,3 +232,23 @@ def test_readme_configuration_table_matches_the_registry() -> None:
     assert readme[start:end].strip() == markdown_table(), (
         "regenerate with: python -m campaignbot.settings"
     )
+
+
+def test_a_secret_list_added_later_reads_its_file_one_item_per_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from pydantic import Field, SecretStr
+
+    from campaignbot.settings import Settings
+
+    class Wider(Settings):
+        old_keys: list[SecretStr] = Field(default_factory=list, description="rotation")
+
+    [row] = [s for s in iter_settings(Wider) if s.variable == "CAMPAIGNBOT_OLD_KEYS"]
+    assert row.secret and row.type == "secret list"
+    (tmp_path / "keys").write_text("first-key\nsecond-key\n")
+    monkeypatch.setenv("CAMPAIGNBOT_OLD_KEYS_FILE", str(tmp_path / "keys"))
+    assert [k.get_secret_value() for k in Wider().old_keys] == ["first-key", "second-key"]
+    monkeypatch.delenv("CAMPAIGNBOT_OLD_KEYS_FILE")
+    monkeypatch.setenv("CAMPAIGNBOT_OLD_KEYS", "a,b")
+    assert [k.get_secret_value() for k in Wider().old_keys] == ["a", "b"]

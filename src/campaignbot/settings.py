@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import json
 import os
 import secrets
 import types
@@ -179,6 +180,7 @@ class Setting:
     default: str
     help: str
     secret: bool
+    many: bool = False  # a list: commas or JSON (a secret file: one item per line)
 
 
 def _unwrap_optional(annotation: Any) -> Any:
@@ -198,10 +200,18 @@ def _is_list(annotation: Any) -> bool:
     return typing.get_origin(_unwrap_optional(annotation)) in (list, tuple, set, frozenset)
 
 
+def _is_secret(annotation: Any) -> bool:
+    """A SecretStr, or a list of them (old keys kept for rotation)."""
+    inner = _unwrap_optional(annotation)
+    if _is_list(annotation):
+        return SecretStr in typing.get_args(inner)
+    return inner is SecretStr
+
+
 def _type_name(annotation: Any) -> str:
     inner = _unwrap_optional(annotation)
-    if inner is SecretStr:
-        return "secret"
+    if _is_secret(annotation):
+        return "secret list" if _is_list(annotation) else "secret"
     if isinstance(inner, type) and issubclass(inner, Enum):
         return " \\| ".join(str(m.value) for m in inner)
     if _is_list(annotation):
@@ -241,7 +251,8 @@ def iter_settings(
             type=_type_name(field.annotation),
             default=_default_text(field),
             help=field.description or "",
-            secret=_unwrap_optional(field.annotation) is SecretStr,
+            secret=_is_secret(field.annotation),
+            many=_is_list(field.annotation),
         )
 
 
@@ -339,7 +350,7 @@ class _SecretFiles(PydanticBaseSettingsSource):
             if path is None:
                 continue
             try:
-                secret = path.read_text(encoding="utf-8").rstrip("\r\n")
+                text = path.read_text(encoding="utf-8").rstrip("\r\n")
             except OSError as err:
                 raise ValueError(
                     f"{setting.variable}_FILE: cannot read {path}: {err.strerror}"
@@ -347,8 +358,20 @@ class _SecretFiles(PydanticBaseSettingsSource):
             target = values
             for key in setting.path[:-1]:
                 target = target.setdefault(key, {})
-            target[setting.path[-1]] = secret
+            try:
+                target[setting.path[-1]] = _file_items(text) if setting.many else text
+            except ValueError as err:
+                raise ValueError(f"{setting.variable}_FILE: {path}: {err}") from err
         return values
+
+
+def _file_items(text: str) -> list[str]:
+    """A list from a secret file: a JSON array, or one item per line (or comma)."""
+    if text.lstrip().startswith("["):
+        items = json.loads(text)
+        if isinstance(items, list):
+            return [str(item) for item in items]
+    return [item.strip() for line in text.splitlines() for item in line.split(",") if item.strip()]
 
 
 def _dotenv_names(env_file: Path | str | None) -> list[str]:
