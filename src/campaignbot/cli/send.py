@@ -141,7 +141,8 @@ def send(
     if early:
         err_console.print(
             f"warning: {alert.key} is due {_when(alert.due_utc, now)}; sent now, its "
-            f"wording ('{reminder}' before the event) arrives early",
+            f"wording ('{reminder}' before the event) arrives early, and it will not go "
+            "out again at its time",
             markup=False,
             highlight=False,
         )
