@@ -30,8 +30,9 @@ from campaignbot.delivery.ledger import Claim, Ledger, Outcome
 from campaignbot.delivery.sender import Sender
 from campaignbot.delivery.transport import Transport, make_transport
 from campaignbot.email.render import Recipient, Renderer
+from campaignbot.email.snapshot import load_snapshot
 from campaignbot.errors import DeliveryError, InvalidInputError
-from campaignbot.service.runtime import load_valid_campaign
+from campaignbot.storage.states import FINAL_STATUSES, OPEN_STATUSES, DeliveryStatus
 from campaignbot.storage.tables import subscribers
 from campaignbot.subscribers.model import normalize_email
 from campaignbot.subscribers.store import SubscriberStore, audience_clause
@@ -118,7 +119,8 @@ def send(
     never sent twice: running it again only resumes what is still pending. Sending to
     an audience asks first; without a terminal it needs --yes.
     """
-    campaign, renderer, _ = load_valid_campaign(ctx.settings)
+    snapshot = load_snapshot(ctx.settings)
+    campaign, renderer = snapshot.campaign, snapshot.renderer
     event = _event(campaign, event_id)
     reminder = reminder or _first_reminder(event)
     if to is not None:
@@ -278,7 +280,7 @@ async def _fire_and_send(
     if not result.created:
         err_console.print(f"{alert.key} was fired before; sending what is still due.")
     before = await ledger.alert_counts(result.alert_id)
-    done_before = sum(n for s, n in before.items() if s in ("sent", "failed", "skipped"))
+    done_before = sum(n for s, n in before.items() if s in FINAL_STATUSES)
     sender = Sender(
         ledger, transport, lambda: (renderer, campaign), clock=ctx.now, settings=ctx.settings
     )
@@ -297,7 +299,7 @@ async def _fire_and_send(
 
         await sender.run_until_idle(on_outcome=advance)
     counts = Counter(await ledger.alert_counts(result.alert_id))
-    retry = counts["retry"] + counts["uncertain"] + counts["pending"] + counts["sending"]
+    retry = sum(counts[s] for s in OPEN_STATUSES)
     if as_json:
         summary = {"alert": alert.key, "sent": counts["sent"], "failed": counts["failed"]}
         click.echo(json.dumps(summary | {"skipped": counts["skipped"], "retry": retry}))
@@ -311,6 +313,6 @@ async def _fire_and_send(
             "hint: deliveries marked retry go out with backoff while `campaignbot run` "
             "is running (or run this command again later)"
         )
-    if result.deliveries and counts["sent"] == 0 and retry == result.deliveries:
+    if result.deliveries and counts[DeliveryStatus.SENT] == 0 and retry == result.deliveries:
         return EXIT_FAILURE  # the transport took nothing
     return 0
