@@ -29,6 +29,7 @@ def test_run_notifies_systemd_and_feeds_the_watchdog(tmp_path: Path) -> None:
             "CAMPAIGNBOT_SECRET_KEY": "test",
             "CAMPAIGNBOT_MAILDIR": str(tmp_path / "outbox"),
             "CAMPAIGNBOT_HTTP__PORT": str(free_port()),
+            "CAMPAIGNBOT_ADMIN__PORT": str(free_port()),
             "NOTIFY_SOCKET": address,
             "WATCHDOG_USEC": "400000",  # a ping every 0.2 s
         }

@@ -12,12 +12,14 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
+from tests.processes import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +92,8 @@ def test_installed_wheel_inits_checks_and_runs_in_an_empty_folder(
     check = _run([campaignbot, "check"], project)
     assert "OK templates" in check.stdout
     _run([campaignbot, "plan"], project)
-    env = _clean_env() | {"CAMPAIGNBOT_HTTP__PORT": "0", "CAMPAIGNBOT_ADMIN__PORT": "0"}
+    admin = free_port()
+    env = _clean_env() | {"CAMPAIGNBOT_HTTP__PORT": "0", "CAMPAIGNBOT_ADMIN__PORT": str(admin)}
     proc = subprocess.Popen(
         [campaignbot, "run"],
         cwd=project,
@@ -108,6 +111,9 @@ def test_installed_wheel_inits_checks_and_runs_in_an_empty_folder(
             if "started" in line or time.monotonic() > deadline:
                 break
         assert any("started" in line for line in seen), "".join(seen)
+        # what the Dockerfile's HEALTHCHECK asks
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/livez", timeout=5) as reply:
+            assert reply.status == 200
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0, "".join(seen)
     finally:
