@@ -68,7 +68,7 @@ _ALLOW_UNKNOWN = click.option(
 )
 
 
-def _defaults(ctx: Context) -> tuple[str, str]:
+def campaign_defaults(ctx: Context) -> tuple[str, str]:
     """The campaign's default locale and time zone, for subscribers who give none."""
     info = ctx.campaign().campaign
     return info.default_locale, info.timezone.key
@@ -104,7 +104,7 @@ def add(
 ) -> None:
     """Add one active subscriber. Without --country and --topic they follow everything."""
     if locale is None or timezone is None:
-        default_locale, default_zone = _defaults(ctx)
+        default_locale, default_zone = campaign_defaults(ctx)
         locale, timezone = locale or default_locale, timezone or default_zone
     try:
         entry = SubscriberInput.create(
@@ -164,7 +164,7 @@ def import_(
     Importing the same file again changes nothing, and unsubscribed or bounced
     addresses are never re-activated or changed.
     """
-    default_locale, default_zone = _defaults(ctx)
+    default_locale, default_zone = campaign_defaults(ctx)
     source = str(file)
     try:
         renames = parse_mapping(mapping)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from campaignbot.cli.common import Context, handle_errors, open_store, pass_context, run_async
-from campaignbot.cli.subscribers import _defaults, subscribers
+from campaignbot.cli.subscribers import campaign_defaults, subscribers
 from campaignbot.errors import InvalidInputError
 from campaignbot.subscribers.model import Subscriber, SubscriberInput
 from campaignbot.subscribers.store import SubscriberStore
@@ -23,7 +23,7 @@ from campaignbot.subscribers.store import SubscriberStore
 def suppress(ctx: Context, email: str, reason: str) -> None:
     """Never email EMAIL again; the record is kept (or created) so that an import or a
     sign-up cannot add it back."""
-    locale, zone = _defaults(ctx)
+    locale, zone = campaign_defaults(ctx)
     try:
         entry = SubscriberInput.create(email, locale=locale, timezone=zone)
     except ValueError as err:
