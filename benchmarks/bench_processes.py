@@ -148,7 +148,11 @@ class Bot:
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "campaignbot", "run"],
-                env=env | {"CAMPAIGNBOT_HTTP__PORT": str(self.port)},
+                env=env
+                | {
+                    "CAMPAIGNBOT_HTTP__PORT": str(free_port()),
+                    "CAMPAIGNBOT_ADMIN__PORT": str(self.port),  # /metrics
+                },
                 cwd=folder,
                 stdout=subprocess.DEVNULL,
                 stderr=log,

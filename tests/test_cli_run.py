@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.processes import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -19,6 +21,8 @@ def _run(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
         CAMPAIGNBOT_DATABASE_URL=f"sqlite:///{tmp_path}/db.sqlite",
         CAMPAIGNBOT_SECRET_KEY="test",
         CAMPAIGNBOT_MAILDIR=str(tmp_path / "outbox"),
+        CAMPAIGNBOT_HTTP__PORT=str(free_port()),
+        CAMPAIGNBOT_ADMIN__PORT=str(free_port()),
     )
     base.update(env)
     return subprocess.run(

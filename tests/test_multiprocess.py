@@ -154,8 +154,12 @@ def processes(
     def start(k: int) -> list[tuple[RunningBot, int]]:
         started = []
         for _ in range(k):
-            port = free_port()
-            bot = RunningBot(env | {"CAMPAIGNBOT_HTTP__PORT": str(port)}, tmp_path)
+            port = free_port()  # the admin listener, where /metrics is
+            ports = {
+                "CAMPAIGNBOT_HTTP__PORT": str(free_port()),
+                "CAMPAIGNBOT_ADMIN__PORT": str(port),
+            }
+            bot = RunningBot(env | ports, tmp_path)
             bots.append((bot, port))
             started.append((bot, port))
         for bot, _ in started:

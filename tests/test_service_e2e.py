@@ -38,6 +38,7 @@ def bot_env(tmp_path: Path, smtp_server_thread: Callable[..., Any]) -> Iterator[
         CAMPAIGNBOT_DATABASE_URL=f"sqlite:///{tmp_path}/campaignbot.db",
         CAMPAIGNBOT_SECRET_KEY="e2e-secret",
         CAMPAIGNBOT_HTTP__PORT=str(free_port()),
+        CAMPAIGNBOT_ADMIN__PORT=str(free_port()),
         CAMPAIGNBOT_LEASE_S="2",
     )
     bots: list[RunningBot] = []

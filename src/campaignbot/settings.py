@@ -66,6 +66,13 @@ class BounceSettings(BaseModel):
     postmark_password: SecretStr | None = None
 
 
+class AdminSettings(BaseModel):
+    """The admin listener: health, metrics, dashboard, API (loopback by default)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8081, ge=0, le=65535)
+
+
 class Settings(BaseSettings):
     """Everything an operator sets; built once in the CLI and passed down."""
 
@@ -84,6 +91,7 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     public_url: str = "http://127.0.0.1:8080"
     http: HTTPSettings = HTTPSettings()
+    admin: AdminSettings = AdminSettings()
     #: where generated state lives (the secret key file)
     var_dir: Path = Path("var")
     #: how long a sender owns claimed deliveries; a crashed sender's claims return after it

@@ -25,6 +25,7 @@ from campaignbot.service.runtime import Service
 from campaignbot.settings import Settings
 from campaignbot.subscribers.model import Subscriber, SubscriberInput, SubscriberStatus
 from campaignbot.subscribers.store import audience_clause
+from campaignbot.web.admin import create_admin_app
 from campaignbot.web.app import create_app
 from tests.clock import FakeClock
 from tests.fixtures.smtp import SMTPServer
@@ -32,6 +33,7 @@ from tests.fixtures.smtp import SMTPServer
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "test-secret-for-web-links-0123456789"
 BASE = "http://testserver"
+ADMIN = "http://127.0.0.1:8081"
 #: before the upcoming events of the shipped config (MSP-22 on 2026-12-07, 2027 elections)
 NOW = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 
@@ -45,6 +47,8 @@ class Site:
     client: httpx.AsyncClient
     smtp: SMTPServer
     clock: FakeClock
+    #: the admin listener's app (health details, metrics)
+    admin: httpx.AsyncClient
 
     async def csrf_token(self, path: str = "/") -> str:
         response = await self.client.get(path)
@@ -94,17 +98,22 @@ async def site(
         clock = FakeClock(NOW)
         service = Service(settings, clock=clock, web=False)
         await service.db.upgrade()
-        app = create_app(service, **options)
+        app = create_app(service.web_context(), **options)
+        admin_app = create_admin_app(service.admin_context())
 
         @asynccontextmanager
-        async def running() -> AsyncIterator[httpx.AsyncClient]:
+        async def running() -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
             async with app.router.lifespan_context(app):
                 transport = httpx.ASGITransport(app=app)
-                async with httpx.AsyncClient(transport=transport, base_url=BASE) as client:
-                    yield client
+                admin_transport = httpx.ASGITransport(app=admin_app)
+                async with (
+                    httpx.AsyncClient(transport=transport, base_url=BASE) as client,
+                    httpx.AsyncClient(transport=admin_transport, base_url=ADMIN) as admin,
+                ):
+                    yield client, admin
 
         context = running()
-        client = await context.__aenter__()
+        client, admin = await context.__aenter__()
 
         async def close() -> None:
             await context.__aexit__(None, None, None)
@@ -113,7 +122,7 @@ async def site(
             await service.db.dispose()
 
         stack.append(close)
-        return Site(service, app, client, server, clock)
+        return Site(service, app, client, server, clock, admin)
 
     yield make
     for close in reversed(stack):
@@ -537,15 +546,19 @@ async def test_events_ics_language_and_single_event(site: SiteFactory) -> None:
 # -- operations --------------------------------------------------------------------
 
 
+# -- operations: the admin listener ---------------------------------------------------
+
+
 async def test_healthz_reports_each_part(site: SiteFactory) -> None:
-    s = await site(health_cache_s=0)
-    scheduler_off = await s.client.get("/healthz")
+    s = await site()
+    s.service.health.cache_s = 0
+    scheduler_off = await s.admin.get("/healthz")
     assert scheduler_off.status_code == 503
     assert scheduler_off.json()["scheduler"] == {"ok": False, "running": False}
 
     s.service.scheduler.sync(plan_alerts(s.service.campaign, since=s.clock()), now=s.clock())
     s.service.scheduler.start()
-    healthy = await s.client.get("/healthz")
+    healthy = await s.admin.get("/healthz")
     assert healthy.status_code == 200
     body = healthy.json()
     assert body["status"] == "ok"
@@ -555,22 +568,22 @@ async def test_healthz_reports_each_part(site: SiteFactory) -> None:
     assert body["next_alert"]["due"] == "2026-11-30T09:00:00+00:00"
 
     await s.smtp.stop()
-    down = await s.client.get("/healthz")
+    down = await s.admin.get("/healthz")
     assert down.status_code == 503
     assert down.json()["transport"]["ok"] is False
     assert str(s.smtp.port) in down.json()["transport"]["error"]
 
     await s.smtp.start()
-    assert (await s.client.get("/healthz")).status_code == 200
+    assert (await s.admin.get("/healthz")).status_code == 200
 
 
 async def test_healthz_caches_the_transport_check(site: SiteFactory) -> None:
     s = await site()  # default: 30 s
     s.service.scheduler.start()
-    assert (await s.client.get("/healthz")).status_code == 200
+    assert (await s.admin.get("/healthz")).status_code == 200
     connections = s.smtp.connections
     await s.smtp.stop()
-    assert (await s.client.get("/healthz")).status_code == 200  # the cached answer
+    assert (await s.admin.get("/healthz")).status_code == 200  # the cached answer
     assert s.smtp.connections == connections
 
 
@@ -580,12 +593,13 @@ async def test_metrics_exposes_the_ledger(site: SiteFactory) -> None:
     event = s.service.campaign.event("msp-22")
     alert = alerts_for_event(event, s.service.campaign.campaign.send_at)[0]
     await s.service.ledger.fire_alert(alert, audience_clause(event.audience), now=s.clock())
-    before = (await s.client.get("/metrics")).text
+    before = (await s.admin.get("/metrics")).text
     assert 'campaignbot_deliveries{status="pending"} 1.0' in before
     assert "campaignbot_queue_depth 1.0" in before
 
     assert await s.service.sender.run_until_idle() == {"sent": 1}
-    response = await s.client.get("/metrics")
+    s.clock.advance(seconds=5)  # past the metrics cache
+    response = await s.admin.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
@@ -605,15 +619,47 @@ async def test_metrics_exposes_the_ledger(site: SiteFactory) -> None:
     assert 'campaignbot_alerts{status="fired"} 1.0' in text
     assert "campaignbot_uncertain_deliveries 0.0" in text
     # a second scrape does not count the same send twice
-    assert "campaignbot_send_latency_seconds_count 1.0" in (await s.client.get("/metrics")).text
+    assert "campaignbot_send_latency_seconds_count 1.0" in (await s.admin.get("/metrics")).text
 
     s.service.scheduler.sync(plan_alerts(s.service.campaign, since=s.clock()), now=s.clock())
-    text = (await s.client.get("/metrics")).text
+    s.clock.advance(seconds=5)
+    text = (await s.admin.get("/metrics")).text
     assert "campaignbot_next_alert_seconds" in text
 
 
 async def test_two_apps_have_separate_registries(site: SiteFactory) -> None:
     first, second = await site(), await site()
-    assert first.app.state.web.metrics.registry is not second.app.state.web.metrics.registry
-    assert (await first.client.get("/metrics")).status_code == 200
-    assert (await second.client.get("/metrics")).status_code == 200
+    assert first.service.metrics.registry is not second.service.metrics.registry
+    assert (await first.admin.get("/metrics")).status_code == 200
+    assert (await second.admin.get("/metrics")).status_code == 200
+
+
+async def test_metrics_are_cached_for_a_few_seconds(site: SiteFactory) -> None:
+    s = await site()
+    assert 'campaignbot_subscribers{status="active"} 0.0' in (await s.admin.get("/metrics")).text
+    await s.add("cached@example.org")
+    cached = (await s.admin.get("/metrics")).text
+    assert 'campaignbot_subscribers{status="active"} 0.0' in cached  # no new queries
+    s.clock.advance(seconds=5)
+    fresh = (await s.admin.get("/metrics")).text
+    assert 'campaignbot_subscribers{status="active"} 1.0' in fresh
+
+
+async def test_the_public_port_has_no_admin_routes(site: SiteFactory) -> None:
+    s = await site()
+    for path in ("/metrics", "/livez", "/readyz"):
+        assert (await s.client.get(path)).status_code == 404, path
+    public = await s.client.get("/healthz")
+    assert public.status_code == 200
+    assert public.json() == {"status": "ok"}  # a status word, no relay details
+
+
+async def test_admin_probes(site: SiteFactory) -> None:
+    s = await site()
+    assert (await s.admin.get("/livez")).json() == {"status": "ok"}
+    ready = await s.admin.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["database"]["ok"] is True
+    await s.smtp.stop()  # the relay is reported, never a reason to take the pages offline
+    assert (await s.admin.get("/readyz")).status_code == 200
+    assert (await s.client.get("/healthz")).status_code == 200

@@ -89,7 +89,7 @@ async def app_client(database_url: str, tmp_path: Path) -> AsyncIterator[Fuzzed]
         var_dir=tmp_path / "var",
     )
     service = Service(settings_, clock=FakeClock(datetime(2026, 6, 1, tzinfo=UTC)), web=False)
-    app = create_app(service, subscribe_limit=(1_000_000, 60.0))
+    app = create_app(service.web_context(), subscribe_limit=(1_000_000, 60.0))
     entry = SubscriberInput.create("fuzz@example.org", locale="en", timezone="UTC")
     subscriber = await service.store.add(entry, now=service.clock(), source="fuzz")
     tokens = {

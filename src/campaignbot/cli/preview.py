@@ -8,8 +8,8 @@ import click
 
 from campaignbot.campaign.model import Campaign, Event
 from campaignbot.cli.common import Context, cli, handle_errors, pass_context
-from campaignbot.email.render import CHANGES, Recipient, Renderer, template_locales
-from campaignbot.email.tokens import LinkSigner
+from campaignbot.email.render import CHANGES, Recipient, template_locales
+from campaignbot.email.snapshot import build_snapshot
 from campaignbot.errors import InvalidInputError
 
 
@@ -94,12 +94,7 @@ def preview(
     campaign = ctx.campaign()
     lang = _locale(ctx, campaign, locale)
     settings = ctx.settings
-    renderer = Renderer(
-        settings.templates,
-        campaign,
-        signer=LinkSigner.from_settings(settings),
-        public_url=settings.public_url,
-    )
+    renderer = build_snapshot(settings, campaign).renderer
     sample = Recipient(
         id=0,
         email="subscriber@example.org",

@@ -25,8 +25,9 @@ from campaignbot.delivery.ledger import Claim, Ledger, Outcome
 from campaignbot.delivery.sender import Sender
 from campaignbot.delivery.transport import Transport, make_transport
 from campaignbot.email.render import Recipient, Renderer
+from campaignbot.email.snapshot import load_snapshot
 from campaignbot.errors import DeliveryError, InvalidInputError
-from campaignbot.service.runtime import load_valid_campaign
+from campaignbot.storage.states import FINAL_STATUSES, OPEN_STATUSES, DeliveryStatus
 from campaignbot.storage.tables import subscribers
 from campaignbot.subscribers.model import normalize_email
 from campaignbot.subscribers.store import audience_clause
@@ -91,7 +92,8 @@ def send(ctx: Context, event_id: str, reminder: str, to: str | None, dry_run: bo
     Goes through the ledger like the scheduler (key EVENT:REMINDER), so an alert is
     never sent twice: running it again only resumes what is still pending.
     """
-    campaign, renderer, _ = load_valid_campaign(ctx.settings)
+    snapshot = load_snapshot(ctx.settings)
+    campaign, renderer = snapshot.campaign, snapshot.renderer
     event = _event(campaign, event_id)
     if to is not None:
         try:
@@ -198,7 +200,7 @@ async def _fire_and_send(
     if not result.created:
         err_console.print(f"{alert.key} was fired before; sending what is still due.")
     before = await ledger.alert_counts(result.alert_id)
-    done_before = sum(n for s, n in before.items() if s in ("sent", "failed", "skipped"))
+    done_before = sum(n for s, n in before.items() if s in FINAL_STATUSES)
     sender = Sender(
         ledger, transport, lambda: (renderer, campaign), clock=ctx.now, settings=ctx.settings
     )
@@ -217,7 +219,7 @@ async def _fire_and_send(
 
         await sender.run_until_idle(on_outcome=advance)
     counts = Counter(await ledger.alert_counts(result.alert_id))
-    retry = counts["retry"] + counts["uncertain"] + counts["pending"] + counts["sending"]
+    retry = sum(counts[s] for s in OPEN_STATUSES)
     click.echo(
         f"{alert.key}: {counts['sent']} sent, {counts['failed']} failed, "
         f"{counts['skipped']} skipped, {retry} retry"
@@ -227,6 +229,6 @@ async def _fire_and_send(
             "hint: deliveries marked retry go out with backoff while `campaignbot run` "
             "is running (or run this command again later)"
         )
-    if result.deliveries and counts["sent"] == 0 and retry == result.deliveries:
+    if result.deliveries and counts[DeliveryStatus.SENT] == 0 and retry == result.deliveries:
         return EXIT_FAILURE  # the transport took nothing
     return 0

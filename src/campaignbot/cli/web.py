@@ -24,8 +24,8 @@ async def serve_web(settings: Settings, *, host: str, port: int) -> None:
     service = Service(settings, web=False)
     try:
         await service.db.upgrade()
-        # no scheduler runs here: /healthz checks only the database and the transport
-        app = create_app(service, require_scheduler=False)
+        # no scheduler runs here, and no admin listener: pages only
+        app = create_app(service.web_context())
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
         logger.info(
             "campaignbot web: serving on http://%s:%d (pages only: no alerts are sent)",

@@ -29,17 +29,23 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from campaignbot.storage.database import Database
+from campaignbot.storage.states import (
+    DUE_STATUSES,
+    OPEN_STATUSES,
+    AlertKind,
+    AlertState,
+    DeliveryStatus,
+)
 from campaignbot.storage.tables import alerts, deliveries, event_versions, subscribers
+from campaignbot.subscribers.model import SubscriberStatus
 
 logger = logging.getLogger(__name__)
 
 #: a subscriber with this many hard bounces becomes `bounced` and gets nothing more
 BOUNCE_LIMIT = 3
 
-#: statuses a sender may claim (when due); `sending` is claimable once its lease expired
-DUE = ("pending", "retry", "uncertain")
-#: statuses that are not final
-OPEN = ("pending", "sending", "retry", "uncertain")
+DUE = DUE_STATUSES
+OPEN = OPEN_STATUSES
 
 
 class AlertLike(Protocol):
@@ -150,6 +156,19 @@ class AlertStatus:
 
 
 @dataclass(frozen=True)
+class LedgerCounts:
+    """The shared counts `/metrics` exposes (every process reads the same truth)."""
+
+    deliveries: dict[str, int]
+    #: due now and not yet sent (pending, retry or uncertain)
+    queue_depth: int
+    #: deliveries whose outcome was unknown at some point (possible duplicates)
+    uncertain: int
+    oldest_open_age_s: float | None
+    alerts: dict[str, int]
+
+
+@dataclass(frozen=True)
 class StatusSummary:
     alerts: list[AlertStatus]
     oldest_pending_age_s: float | None
@@ -188,7 +207,7 @@ class Ledger:
             "key": alert.key,
             "event_id": alert.event_id,
             "reminder": alert.reminder,
-            "kind": "alert",
+            "kind": AlertKind.ALERT,
             "change": None,
             "sequence": 0,
             "due_at": alert.due_utc,
@@ -213,8 +232,8 @@ class Ledger:
         row = {
             "key": f"{event_id}:notice:{sequence}",
             "event_id": event_id,
-            "reminder": "notice",
-            "kind": "notice",
+            "reminder": AlertKind.NOTICE.value,
+            "kind": AlertKind.NOTICE,
             "change": change,
             "previous_when": None if previous_when is None else previous_when.isoformat(),
             "sequence": sequence,
@@ -226,9 +245,9 @@ class Ledger:
             .where(
                 deliveries.c.subscriber_id == subscribers.c.id,
                 alerts.c.event_id == event_id,
-                alerts.c.kind == "alert",
+                alerts.c.kind == AlertKind.ALERT,
                 or_(
-                    deliveries.c.status.in_(("sent", "uncertain")),
+                    deliveries.c.status.in_((DeliveryStatus.SENT, DeliveryStatus.UNCERTAIN)),
                     deliveries.c.was_uncertain.is_(True),
                 ),
             )
@@ -242,11 +261,11 @@ class Ledger:
             "key": alert.key,
             "event_id": alert.event_id,
             "reminder": alert.reminder,
-            "kind": "alert",
+            "kind": AlertKind.ALERT,
             "sequence": 0,
             "due_at": alert.due_utc,
             "fired_at": now,
-            "status": "skipped",
+            "status": AlertState.SKIPPED,
             "deliveries": 0,
         }
         async with self.db.engine.begin() as conn:
@@ -264,7 +283,7 @@ class Ledger:
     async def _fire(
         self, row: dict[str, Any], audience: ColumnElement[bool], *, now: datetime
     ) -> FireResult:
-        values = row | {"fired_at": now, "status": "fired", "deliveries": 0}
+        values = row | {"fired_at": now, "status": AlertState.FIRED, "deliveries": 0}
         async with self.db.engine.begin() as conn:
             # the INSERT comes first: on SQLite it takes the write lock before any read
             created = await self._insert_alert(conn, values)
@@ -273,7 +292,7 @@ class Ledger:
                 chosen = select(
                     literal(alert_id).label("alert_id"),
                     subscribers.c.id,
-                    literal("pending").label("status"),
+                    literal(DeliveryStatus.PENDING.value).label("status"),
                     literal(0).label("attempts"),
                     literal(now, deliveries.c.next_attempt_at.type).label("next_attempt_at"),
                     literal(False).label("was_uncertain"),
@@ -326,9 +345,9 @@ class Ledger:
                 .select_from(deliveries.join(alerts, deliveries.c.alert_id == alerts.c.id))
                 .where(
                     alerts.c.event_id == event_id,
-                    alerts.c.kind == "alert",
+                    alerts.c.kind == AlertKind.ALERT,
                     or_(
-                        deliveries.c.status.in_(("sent", "uncertain")),
+                        deliveries.c.status.in_((DeliveryStatus.SENT, DeliveryStatus.UNCERTAIN)),
                         deliveries.c.was_uncertain.is_(True),
                     ),
                 )
@@ -348,7 +367,9 @@ class Ledger:
         """
         due = or_(
             and_(deliveries.c.status.in_(DUE), deliveries.c.next_attempt_at <= now),
-            and_(deliveries.c.status == "sending", deliveries.c.lease_expires_at <= now),
+            and_(
+                deliveries.c.status == DeliveryStatus.SENDING, deliveries.c.lease_expires_at <= now
+            ),
         )
         chosen = select(deliveries.c.id).where(due).limit(limit)
         if self.db.is_postgres:
@@ -357,7 +378,7 @@ class Ledger:
             update(deliveries)
             .where(deliveries.c.id.in_(chosen.scalar_subquery()))
             .values(
-                status="sending",
+                status=DeliveryStatus.SENDING,
                 lease_owner=self.owner,
                 lease_expires_at=now + timedelta(seconds=lease_s),
                 attempts=deliveries.c.attempts + 1,
@@ -383,9 +404,9 @@ class Ledger:
                     alerts.c.kind,
                     alerts.c.change,
                     alerts.c.previous_when,
-                    case((alerts.c.kind == "notice", alerts.c.sequence), else_=sequence).label(
-                        "sequence"
-                    ),
+                    case(
+                        (alerts.c.kind == AlertKind.NOTICE, alerts.c.sequence), else_=sequence
+                    ).label("sequence"),
                     subscribers.c.id.label("subscriber_id"),
                     subscribers.c.email,
                     subscribers.c.name,
@@ -423,7 +444,7 @@ class Ledger:
             .where(deliveries.c.status.in_(DUE))
             .scalar_subquery(),
             select(func.min(deliveries.c.lease_expires_at))
-            .where(deliveries.c.status == "sending")
+            .where(deliveries.c.status == DeliveryStatus.SENDING)
             .scalar_subquery(),
         )
         async with self.db.engine.connect() as conn:
@@ -449,7 +470,7 @@ class Ledger:
         mine = and_(
             deliveries.c.id == bindparam("b_id"),
             deliveries.c.lease_owner == self.owner,
-            deliveries.c.status == "sending",
+            deliveries.c.status == DeliveryStatus.SENDING,
         )
         released = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
         changed = 0
@@ -466,7 +487,7 @@ class Ledger:
                     {"b_id": o.delivery_id, "b_mid": o.message_id, "b_code": _reply_code(o.reply)}
                     for o in sent
                 ],
-                status="sent",
+                status=DeliveryStatus.SENT,
                 message_id=bindparam("b_mid"),
                 last_code=bindparam("b_code"),
                 last_error=None,
@@ -482,7 +503,7 @@ class Ledger:
                     }
                     for o in retry
                 ],
-                status="retry",
+                status=DeliveryStatus.RETRY,
                 last_code=bindparam("b_code"),
                 last_error=bindparam("b_error"),
                 next_attempt_at=bindparam("b_next"),
@@ -492,7 +513,7 @@ class Ledger:
                     {"b_id": o.delivery_id, "b_error": o.error, "b_next": o.next_attempt_at}
                     for o in uncertain
                 ],
-                status="uncertain",
+                status=DeliveryStatus.UNCERTAIN,
                 was_uncertain=True,
                 last_code=None,
                 last_error=bindparam("b_error"),
@@ -500,7 +521,7 @@ class Ledger:
             )
             await write(
                 [{"b_id": o.delivery_id, "b_code": o.code, "b_error": o.error} for o in failed],
-                status="failed",
+                status=DeliveryStatus.FAILED,
                 last_code=bindparam("b_code"),
                 last_error=bindparam("b_error"),
             )
@@ -509,7 +530,7 @@ class Ledger:
                 await self._count_bounces(conn, bounced, now=now)
             await write(
                 [{"b_id": o.delivery_id, "b_error": o.reason} for o in skipped],
-                status="skipped",
+                status=DeliveryStatus.SKIPPED,
                 last_error=bindparam("b_error"),
             )
         return changed
@@ -530,9 +551,9 @@ class Ledger:
                     .where(
                         subscribers.c.id.in_(set(subscriber_ids)),
                         subscribers.c.hard_bounces >= BOUNCE_LIMIT,
-                        subscribers.c.status != "bounced",
+                        subscribers.c.status != SubscriberStatus.BOUNCED,
                     )
-                    .values(status="bounced", updated_at=now)
+                    .values(status=SubscriberStatus.BOUNCED, updated_at=now)
                     .returning(subscribers.c.id)
                 )
             ).scalars()
@@ -544,7 +565,7 @@ class Ledger:
         await conn.execute(
             update(deliveries)
             .where(deliveries.c.subscriber_id.in_(newly), deliveries.c.status.in_(DUE))
-            .values(status="skipped", last_error="address bounced", updated_at=now)
+            .values(status=DeliveryStatus.SKIPPED, last_error="address bounced", updated_at=now)
         )
         for subscriber_id in newly:
             logger.info(
@@ -559,7 +580,10 @@ class Ledger:
 
         The attempt they were claimed for never happened, so it is not counted.
         """
-        where = [deliveries.c.lease_owner == self.owner, deliveries.c.status == "sending"]
+        where = [
+            deliveries.c.lease_owner == self.owner,
+            deliveries.c.status == DeliveryStatus.SENDING,
+        ]
         if delivery_ids is not None:
             ids = list(delivery_ids)
             if not ids:
@@ -569,7 +593,10 @@ class Ledger:
             update(deliveries)
             .where(*where)
             .values(
-                status=case((deliveries.c.was_uncertain.is_(True), "uncertain"), else_="pending"),
+                status=case(
+                    (deliveries.c.was_uncertain.is_(True), DeliveryStatus.UNCERTAIN),
+                    else_=DeliveryStatus.PENDING,
+                ),
                 attempts=case((deliveries.c.attempts > 0, deliveries.c.attempts - 1), else_=0),
                 next_attempt_at=now,
                 lease_owner=None,
@@ -589,7 +616,7 @@ class Ledger:
             .where(
                 deliveries.c.id.in_(list(delivery_ids)),
                 deliveries.c.lease_owner == self.owner,
-                deliveries.c.status == "sending",
+                deliveries.c.status == DeliveryStatus.SENDING,
             )
             .values(lease_expires_at=now + timedelta(seconds=lease_s))
         )
@@ -614,12 +641,12 @@ class Ledger:
                 alerts.c.due_at,
                 alerts.c.fired_at,
                 alerts.c.status,
-                count(d.status == "sent"),
-                count(d.status.in_(("pending", "sending"))),
-                count(d.status == "retry"),
-                count(d.status == "failed"),
-                count(or_(d.was_uncertain.is_(True), d.status == "uncertain")),
-                count(d.status == "skipped"),
+                count(d.status == DeliveryStatus.SENT),
+                count(d.status.in_((DeliveryStatus.PENDING, DeliveryStatus.SENDING))),
+                count(d.status == DeliveryStatus.RETRY),
+                count(d.status == DeliveryStatus.FAILED),
+                count(or_(d.was_uncertain.is_(True), d.status == DeliveryStatus.UNCERTAIN)),
+                count(d.status == DeliveryStatus.SKIPPED),
             )
             .select_from(alerts.outerjoin(deliveries, d.alert_id == alerts.c.id))
             .group_by(alerts.c.id)
@@ -643,3 +670,24 @@ class Ledger:
         )
         async with self.db.engine.connect() as conn:
             return {str(s): int(n) for s, n in (await conn.execute(query)).all()}
+
+    async def counts(self, *, now: datetime) -> LedgerCounts:
+        """Deliveries by status, queue depth, possible duplicates, alerts by state (one connection)."""
+        d = deliveries.c
+        due = d.status.in_(DUE) & (d.next_attempt_at <= now)
+        ever_uncertain = or_(d.was_uncertain.is_(True), d.status == DeliveryStatus.UNCERTAIN)
+        async with self.db.engine.connect() as conn:
+            rows = await conn.execute(select(d.status, func.count()).group_by(d.status))
+            by_status = {str(s): int(n) for s, n in rows}
+            depth = (await conn.execute(select(func.count()).where(due))).scalar_one()
+            query = select(func.count()).select_from(deliveries).where(ever_uncertain)
+            uncertain = (await conn.execute(query)).scalar_one()
+            oldest = (
+                await conn.execute(select(func.min(d.created_at)).where(d.status.in_(OPEN)))
+            ).scalar()
+            rows = await conn.execute(
+                select(alerts.c.status, func.count()).group_by(alerts.c.status)
+            )
+            by_state = {str(s): int(n) for s, n in rows}
+        age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else None
+        return LedgerCounts(by_status, int(depth), int(uncertain), age, by_state)

@@ -38,6 +38,7 @@ from campaignbot.email.mime import Wire
 from campaignbot.email.render import Recipient, Renderer
 from campaignbot.errors import DeliveryError
 from campaignbot.settings import Settings, secret_key
+from campaignbot.storage.states import OPEN_STATUSES, AlertKind, DeliveryStatus
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +206,11 @@ class Sender:
         renderer, campaign = self._provider()
         events = {e.id: e for e in campaign.events}
         # a notice about an event deleted from the file is written from its last snapshot
-        gone = {c.event_id for c in batch.claims if c.kind == "notice" and c.event_id not in events}
+        gone = {
+            c.event_id
+            for c in batch.claims
+            if c.kind == AlertKind.NOTICE and c.event_id not in events
+        }
         removed = await self._event_state.snapshots(gone) if gone else {}
         send_at = campaign.campaign.send_at
         deadlines = {e.id: event_deadline(e, send_at) for e in campaign.events}
@@ -247,7 +252,7 @@ class Sender:
                         done(claim, self._temporary(claim, batch.down_error))
                         continue
                     event = events.get(claim.event_id)
-                    if event is None and claim.kind == "notice":
+                    if event is None and claim.kind == AlertKind.NOTICE:
                         event = removed.get(claim.event_id)
                     reason = self._skip_reason(claim, statuses, event, deadlines, now)
                     if reason is not None:
@@ -316,7 +321,7 @@ class Sender:
             return f"subscriber {status}"
         if event is None:
             return "event no longer in the config"
-        if claim.kind == "alert":
+        if claim.kind == AlertKind.ALERT:
             if event.status is not Status.SCHEDULED:
                 return f"event {event.status.value}"
             if now >= deadlines[event.id]:
@@ -331,7 +336,7 @@ class Sender:
 
     def _render(self, renderer: Renderer, event: Event, claim: Claim, now: datetime) -> Wire:
         to = _recipient(claim)
-        if claim.kind == "notice":
+        if claim.kind == AlertKind.NOTICE:
             return renderer.wire_notice(
                 event,
                 claim.change or "rescheduled",
@@ -406,16 +411,16 @@ class Sender:
         """INFO once per alert when none of its deliveries is open any more."""
         for alert_id, key in sorted(self._touched.items()):
             counts = await self.ledger.alert_counts(alert_id)
-            if any(counts.get(s, 0) for s in ("pending", "sending", "retry", "uncertain")):
+            if any(counts.get(s, 0) for s in OPEN_STATUSES):
                 continue
             if self._touched.pop(alert_id, None) is None:
                 continue  # the other loop (run vs run_until_idle) logged it
             logger.info(
                 "%s: completed: %d sent, %d failed, %d skipped",
                 key,
-                counts.get("sent", 0),
-                counts.get("failed", 0),
-                counts.get("skipped", 0),
+                counts.get(DeliveryStatus.SENT, 0),
+                counts.get(DeliveryStatus.FAILED, 0),
+                counts.get(DeliveryStatus.SKIPPED, 0),
                 extra={"action": "alert_completed", "alert": key, "counts": counts},
             )
 

@@ -13,23 +13,27 @@ from datetime import UTC, datetime
 from typing import Any
 
 from babel.dates import format_timedelta
+from starlette.applications import Starlette
 
 from campaignbot import __version__
-from campaignbot.campaign.model import Campaign, load_campaign
-from campaignbot.campaign.planning import alerts_for_event, may_fire_late
+from campaignbot.campaign.model import Campaign
+from campaignbot.campaign.planning import PlannedAlert, may_fire_late
 from campaignbot.delivery.event_state import EventState
 from campaignbot.delivery.ledger import Ledger
 from campaignbot.delivery.sender import Sender
 from campaignbot.delivery.transport import MaildirTransport, Transport, make_transport
 from campaignbot.email.render import Renderer
-from campaignbot.email.template_check import check_templates
+from campaignbot.email.snapshot import Snapshot, load_snapshot
 from campaignbot.email.tokens import LinkSigner
-from campaignbot.errors import InvalidInputError, TemplateError
+from campaignbot.errors import InvalidInputError
+from campaignbot.service.health import Health, HealthSources
+from campaignbot.service.metrics import MetricsSources, ServiceMetrics
 from campaignbot.service.scheduler import AlertScheduler
-from campaignbot.settings import Settings, secret_key
+from campaignbot.settings import Settings
 from campaignbot.storage.database import Database, open_database
 from campaignbot.subscribers.store import SubscriberStore, audience_clause
-from campaignbot.web.app import listen
+from campaignbot.web.admin import AdminContext, create_admin_app
+from campaignbot.web.app import WebContext, create_app, listen
 
 logger = logging.getLogger(__name__)
 
@@ -38,17 +42,6 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def load_valid_campaign(settings: Settings) -> tuple[Campaign, Renderer, LinkSigner]:
-    """The campaign file and templates, both checked; raises InvalidInputError."""
-    campaign = load_campaign(settings.config)
-    problems = check_templates(settings, campaign)
-    if problems:
-        raise TemplateError(problems)
-    signer = LinkSigner(secret_key(settings), public_url=settings.public_url)
-    renderer = Renderer(settings.templates, campaign, signer=signer, public_url=settings.public_url)
-    return campaign, renderer, signer
 
 
 class Service:
@@ -65,7 +58,8 @@ class Service:
         self.settings = settings
         self.clock = clock
         self.owner = f"{socket.gethostname()}:{os.getpid()}"
-        self.campaign, self.renderer, self.signer = load_valid_campaign(settings)
+        #: the reloadable state, replaced whole (one assignment) on reload
+        self.snapshot: Snapshot = load_snapshot(settings)
         self.db: Database = open_database(settings.database_url)
         self.transport: Transport = make_transport(settings.smtp, settings.maildir)
         self.store = SubscriberStore(self.db)
@@ -75,6 +69,27 @@ class Service:
             self.ledger, self.transport, self._rendering, clock=clock, settings=settings
         )
         self.scheduler = AlertScheduler(self.fire_due)
+        self.health = Health(
+            HealthSources(
+                db_ping=self.db.ping,
+                campaign_loaded=lambda: True,  # a Service exists only over a valid campaign
+                scheduler_running=lambda: self.scheduler.running,
+                next_due=self.scheduler.next_due,
+                transport=self.transport,
+                clock=clock,
+            ),
+            cache_s=30.0,
+            require_scheduler=True,
+        )
+        self.metrics = ServiceMetrics(
+            MetricsSources(
+                ledger=self.ledger,
+                store=self.store,
+                stats=lambda: self.sender.stats,
+                next_due=self.scheduler.next_due,
+                clock=clock,
+            )
+        )
         self.started_at: datetime | None = None
         self._web = web
         self._watch_files = watch
@@ -85,18 +100,55 @@ class Service:
         self._reload_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[Any]] = []
         self._stop = asyncio.Event()
-        self._web_server: Any = None
+        self._web_servers: list[Any] = []
         self._migrated = False  # stop() after a failed start has nothing to release
 
+    @property
+    def campaign(self) -> Campaign:
+        return self.snapshot.campaign
+
+    @property
+    def renderer(self) -> Renderer:
+        return self.snapshot.renderer
+
+    @property
+    def signer(self) -> LinkSigner:
+        return self.snapshot.signer
+
     def _rendering(self) -> tuple[Renderer, Campaign]:
-        return self.renderer, self.campaign
+        snapshot = self.snapshot
+        return snapshot.renderer, snapshot.campaign
+
+    def web_context(self) -> WebContext:
+        """What the public pages may use: the snapshot and a few ports, not the service."""
+        return WebContext(
+            settings=self.settings,
+            snapshot=lambda: self.snapshot,
+            store=self.store,
+            clock=self.clock,
+            send_mail=self.transport.send,
+            sequences=self.events.sequences,
+            ready=self._ready,
+        )
+
+    def admin_context(self) -> AdminContext:
+        return AdminContext(
+            ready=self.health.ready, health=self.health.report, metrics=self.metrics.render
+        )
+
+    async def _ready(self) -> bool:
+        ok, _ = await self.health.ready()
+        return ok
 
     # -- life cycle ----------------------------------------------------------------
 
     async def start(self) -> None:
         """Migrate, catch up, schedule, and start the sender, watcher and web server."""
         # bind first: a taken port must fail before anything is fired or sent
-        sock = listen(self.settings.http.host, self.settings.http.port) if self._web else None
+        socks = None
+        if self._web:
+            http, admin = self.settings.http, self.settings.admin
+            socks = listen(http.host, http.port), listen(admin.host, admin.port, setting="ADMIN")
         await self.db.upgrade()
         self._migrated = True
         if isinstance(self.transport, MaildirTransport):
@@ -112,19 +164,21 @@ class Service:
         self._tasks.append(asyncio.create_task(self.sender.run(self._stop), name="sender"))
         if self._watch_files:
             self._tasks.append(asyncio.create_task(self._watch(), name="watcher"))
-        if sock is not None:
-            await self._start_web(sock)
+        if socks is not None:
+            self._serve(create_app(self.web_context()), socks[0], "web")
+            self._serve(create_admin_app(self.admin_context()), socks[1], "admin")
         self.started_at = self.clock()
         nxt = self.scheduler.next_due()
         logger.info(
             "campaignbot %s started: config %s (%d events), database %s, transport %s, "
-            "web %s, next alert %s",
+            "web %s, admin %s, next alert %s",
             __version__,
             self.settings.config,
             len(self.campaign.events),
             self.db.display_url,
             self.transport.description,
             self.web_address if self._web else "off",
+            self.admin_address if self._web else "off",
             f"{nxt[0]} at {nxt[1]:%Y-%m-%dT%H:%MZ}" if nxt else "none",
             extra={"action": "service_started"},
         )
@@ -133,10 +187,12 @@ class Service:
     def web_address(self) -> str:
         return f"http://{self.settings.http.host}:{self.settings.http.port}"
 
-    async def _start_web(self, sock: socket.socket) -> None:
-        import uvicorn
+    @property
+    def admin_address(self) -> str:
+        return f"http://{self.settings.admin.host}:{self.settings.admin.port}"
 
-        from campaignbot.web.app import create_app
+    def _serve(self, app: Starlette, sock: socket.socket, name: str) -> None:
+        import uvicorn
 
         class _EmbeddedServer(uvicorn.Server):
             # The service owns the signals: uvicorn would replace our handlers and
@@ -145,11 +201,10 @@ class Service:
             def capture_signals(self) -> Iterator[None]:
                 yield
 
-        config = uvicorn.Config(
-            create_app(self), log_level="warning", access_log=False, lifespan="on"
-        )
-        self._web_server = _EmbeddedServer(config)
-        self._tasks.append(asyncio.create_task(self._web_server.serve([sock]), name="web"))
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+        server = _EmbeddedServer(config)
+        self._web_servers.append(server)
+        self._tasks.append(asyncio.create_task(server.serve([sock]), name=name))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set."""
@@ -165,8 +220,8 @@ class Service:
         """Stop taking work, let in-flight sends finish, release the rest, exit."""
         self.scheduler.shutdown()
         self._stop.set()
-        if self._web_server is not None:
-            self._web_server.should_exit = True
+        for server in self._web_servers:
+            server.should_exit = True
         pending: set[asyncio.Task[Any]] = set()
         if self._tasks:
             _, pending = await asyncio.wait(self._tasks, timeout=timeout_s)
@@ -186,9 +241,8 @@ class Service:
 
     # -- decisions -------------------------------------------------------------------
 
-    def _planned(self) -> list[Any]:
-        send_at = self.campaign.campaign.send_at
-        return [a for e in self.campaign.events for a in alerts_for_event(e, send_at)]
+    def _planned(self) -> tuple[PlannedAlert, ...]:
+        return self.snapshot.plan
 
     async def fire_due(self) -> None:
         """Fire every due alert not yet in the ledger; too late ones are recorded skipped."""
@@ -282,7 +336,7 @@ class Service:
 
     async def _reload(self, reason: str) -> bool:
         try:
-            campaign, renderer, signer = load_valid_campaign(self.settings)
+            snapshot = load_snapshot(self.settings)
         except InvalidInputError as err:
             for line in str(err).splitlines():
                 logger.error("%s", line, extra={"action": "reload_rejected", "reason": reason})
@@ -292,14 +346,14 @@ class Service:
                 extra={"action": "reload_rejected"},
             )
             return False
-        self.campaign, self.renderer, self.signer = campaign, renderer, signer
+        self.snapshot = snapshot
         await self._apply_changes()
         result = self.scheduler.sync(self._planned(), now=self.clock())
         await self.fire_due()
         logger.info(
             "config reloaded (%s): %d events; jobs +%d ~%d -%d",
             reason,
-            len(campaign.events),
+            len(snapshot.campaign.events),
             result.added,
             result.moved,
             result.removed,

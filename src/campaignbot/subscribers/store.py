@@ -425,6 +425,12 @@ class SubscriberStore:
             row = (await conn.execute(query)).mappings().first()
             return _subscriber(row) if row else await self._by_id(conn, subscriber_id)
 
+    async def count_by_status(self) -> dict[str, int]:
+        """Subscribers by status (for `/metrics`)."""
+        async with self._begin() as conn:
+            query = select(subscribers.c.status, func.count()).group_by(subscribers.c.status)
+            return {str(s): int(n) for s, n in await conn.execute(query)}
+
     async def count_audience(self, audience: Audience) -> int:
         """How many active subscribers an event with this audience reaches."""
         async with self._begin() as conn:

@@ -1,5 +1,5 @@
 """The public web app: events and sign-up, confirm, unsubscribe, preferences, calendar,
-health and metrics. Server-rendered, sandboxed Jinja2 pages; no JavaScript needed.
+and a minimal /healthz for a load balancer. Server-rendered, sandboxed Jinja2 pages; no JavaScript needed.
 
 Every link token is verified before anything is read or changed; a forged, tampered
 or expired token gets a 400 page and changes nothing. Forms carry a CSRF token,
@@ -12,10 +12,13 @@ import asyncio
 import logging
 import socket
 import tomllib
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from email.message import EmailMessage
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from jinja2 import FileSystemLoader, StrictUndefined
@@ -30,14 +33,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from campaignbot.email.calendar import feed_ics
 from campaignbot.email.render import Recipient
+from campaignbot.email.snapshot import Snapshot
 from campaignbot.errors import CampaignbotError, ConfigError, StoreError, TokenError
-from campaignbot.service.metrics import CONTENT_TYPE, Health, ServiceMetrics
-from campaignbot.settings import secret_key
+from campaignbot.settings import Settings, secret_key
 from campaignbot.subscribers.model import Subscriber, SubscriberStatus
+from campaignbot.subscribers.store import SubscriberStore
 from campaignbot.web import forms
-
-if TYPE_CHECKING:
-    from campaignbot.service.runtime import Service
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ SECURITY_HEADERS = {
 }
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, *, setting: str = "HTTP") -> socket.socket:
     """The web server's listening socket, bound here so a taken port is a clear error
     (uvicorn would call sys.exit inside the event loop)."""
     try:
@@ -73,7 +74,7 @@ def listen(host: str, port: int) -> socket.socket:
         sock.close()
         raise CampaignbotError(
             f"{host}:{port}: cannot listen: {err.strerror or err}",
-            hint="another program uses that port: set CAMPAIGNBOT_HTTP__PORT",
+            hint=f"another program uses that port: set CAMPAIGNBOT_{setting}__PORT",
         ) from err
     sock.setblocking(False)
     return sock
@@ -140,25 +141,37 @@ class Pages:
         return self.env.get_template(name).render(context)
 
 
-class Web:
-    """The request handlers over one Service; the service's campaign, renderer and
-    signer are read per request, so a config reload shows at once."""
+class MailSender(Protocol):
+    """The transport's `send`: hands one message to SMTP or the Maildir."""
 
-    def __init__(
-        self,
-        service: Service,
-        *,
-        subscribe_limit: tuple[int, float],
-        health_cache_s: float,
-        require_scheduler: bool,
-    ) -> None:
-        self.service = service
-        info = service.campaign.campaign
-        self.pages = Pages(service.settings.templates / "web", info.default_locale)
-        self.csrf = forms.CsrfTokens(secret_key(service.settings))
+    async def __call__(self, message: EmailMessage, *, sender: str, recipient: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class WebContext:
+    """What the public pages use: the current snapshot and a few ports, never the service."""
+
+    settings: Settings
+    #: read per request, so a config reload shows at once
+    snapshot: Callable[[], Snapshot]
+    store: SubscriberStore
+    clock: Callable[[], datetime]
+    send_mail: MailSender
+    #: each event's calendar SEQUENCE (how often it changed)
+    sequences: Callable[[], Awaitable[dict[str, int]]]
+    #: database reachable and a valid campaign loaded
+    ready: Callable[[], Awaitable[bool]]
+
+
+class Web:
+    """The request handlers over one WebContext."""
+
+    def __init__(self, ctx: WebContext, *, subscribe_limit: tuple[int, float]) -> None:
+        self.ctx = ctx
+        info = ctx.snapshot().campaign.campaign
+        self.pages = Pages(ctx.settings.templates / "web", info.default_locale)
+        self.csrf = forms.CsrfTokens(secret_key(ctx.settings))
         self.limiter = forms.RateLimit(*subscribe_limit)
-        self.health = Health(service, cache_s=health_cache_s, require_scheduler=require_scheduler)
-        self.metrics = ServiceMetrics(service)
         self.timezones = forms.timezones()
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -167,12 +180,12 @@ class Web:
     @property
     def locales(self) -> list[str]:
         """Languages the pages and the campaign both speak, default first."""
-        found = [loc for loc in self.service.campaign.locales if loc in self.pages.catalogs]
+        found = [loc for loc in self.ctx.snapshot().campaign.locales if loc in self.pages.catalogs]
         return found or [self.pages.fallback]
 
     def lang(self, request: Request, preferred: str | None = None) -> str:
         """`?lang=`, else the subscriber's language, else Accept-Language, else default."""
-        default = self.service.campaign.campaign.default_locale
+        default = self.ctx.snapshot().campaign.campaign.default_locale
         header = request.headers.get("accept-language", "")
         if preferred and not request.query_params.get("lang"):
             header = f"{preferred},{header}"
@@ -191,7 +204,7 @@ class Web:
         self, request: Request, lang: str, name: str, *, status: int = 200, **context: Any
     ) -> HTMLResponse:
         t = self.pages.catalog(lang)
-        info = self.service.campaign.campaign
+        info = self.ctx.snapshot().campaign.campaign
         sender = info.sender_address.display_name or info.name
         html = self.pages.render(
             name,
@@ -253,10 +266,10 @@ class Web:
         token = request.query_params.get("t", "")
         if not token or len(token) > 500:
             raise TokenError(f"invalid {purpose} link")
-        return self.service.signer.verify(token, purpose)
+        return self.ctx.snapshot().signer.verify(token, purpose)
 
     def _choices(self) -> forms.Choices:
-        campaign = self.service.campaign
+        campaign = self.ctx.snapshot().campaign
         return forms.Choices(
             locales=self.locales,
             countries=campaign.countries,
@@ -268,7 +281,7 @@ class Web:
 
     def _options(self, lang: str) -> dict[str, Any]:
         return forms.form_options(
-            self.service.campaign, self.locales, self.pages.catalog(lang), lang
+            self.ctx.snapshot().campaign, self.locales, self.pages.catalog(lang), lang
         )
 
     async def form(self, request: Request) -> dict[str, list[str]]:
@@ -323,7 +336,7 @@ class Web:
             "home.html.j2",
             status=status,
             events=forms.event_views(
-                self.service.campaign, self.pages.catalog(lang), lang, now=self.service.clock()
+                self.ctx.snapshot().campaign, self.pages.catalog(lang), lang, now=self.ctx.clock()
             ),
             feed_url=f"/events.ics?lang={lang}",
             csrf_token=self.csrf.field(cookie),
@@ -354,8 +367,8 @@ class Web:
             lang = values.locale
         if entry is None:
             return self.home_page(request, lang, cookie, values=values, errors=errors, status=400)
-        subscriber, send = await self.service.store.create_pending(
-            entry, now=self.service.clock(), source="web sign-up"
+        subscriber, send = await self.ctx.store.create_pending(
+            entry, now=self.ctx.clock(), source="web sign-up"
         )
         if send:
             self.spawn(self.send_confirmation(subscriber))
@@ -371,14 +384,14 @@ class Web:
 
     async def send_confirmation(self, subscriber: Subscriber) -> None:
         """The double opt-in mail; a failure is logged, the visitor can sign up again."""
-        service = self.service
         to = Recipient(
             subscriber.id, subscriber.email, subscriber.name, subscriber.locale, subscriber.timezone
         )
+        snapshot = self.ctx.snapshot()
         try:
-            message = service.renderer.render_confirm(to, now=service.clock())
-            sender = service.campaign.campaign.sender_address.addr_spec
-            await service.transport.send(message, sender=sender, recipient=subscriber.email)
+            message = snapshot.renderer.render_confirm(to, now=self.ctx.clock())
+            sender = snapshot.campaign.campaign.sender_address.addr_spec
+            await self.ctx.send_mail(message, sender=sender, recipient=subscriber.email)
         except (CampaignbotError, OSError, TimeoutError) as err:
             logger.warning(
                 "subscriber %d: confirmation mail not sent: %s",
@@ -403,7 +416,7 @@ class Web:
     # -- links from emails -----------------------------------------------------------
 
     def _links(self, subscriber_id: int, lang: str) -> dict[str, str]:
-        sign = self.service.signer.sign
+        sign = self.ctx.snapshot().signer.sign
         return {
             purpose: f"/{purpose}?{urlencode({'t': sign(purpose, subscriber_id), 'lang': lang})}"
             for purpose in ("preferences", "unsubscribe")
@@ -414,7 +427,7 @@ class Web:
             subscriber_id = self.verify(request, "confirm")
         except TokenError as err:
             return self.bad_link(request, err, self.lang(request))
-        subscriber = await self.service.store.confirm(subscriber_id, now=self.service.clock())
+        subscriber = await self.ctx.store.confirm(subscriber_id, now=self.ctx.clock())
         if subscriber is None:
             return self.bad_link(request, None, self.lang(request))
         lang = self.lang(request, subscriber.locale)
@@ -441,7 +454,7 @@ class Web:
             subscriber_id = self.verify(request, "unsubscribe")
         except TokenError as err:
             return self.bad_link(request, err, self.lang(request))
-        subscriber = await self.service.store.get(subscriber_id)
+        subscriber = await self.ctx.store.get(subscriber_id)
         if subscriber is None:
             return self.bad_link(request, None, self.lang(request))
         lang = self.lang(request, subscriber.locale)
@@ -465,7 +478,7 @@ class Web:
             subscriber_id = self.verify(request, "unsubscribe")
         except TokenError as err:
             return self.bad_link(request, err, self.lang(request))
-        store, now = self.service.store, self.service.clock()
+        store, now = self.ctx.store, self.ctx.clock()
         subscriber = await store.get(subscriber_id)
         if subscriber is not None and subscriber.status in (
             SubscriberStatus.ACTIVE,
@@ -485,7 +498,7 @@ class Web:
             subscriber_id = self.verify(request, "preferences")
         except TokenError as err:
             return self.bad_link(request, err, self.lang(request))
-        store = self.service.store
+        store = self.ctx.store
         subscriber = await store.get(subscriber_id)
         if subscriber is None:
             return self.bad_link(request, None, self.lang(request))
@@ -516,7 +529,7 @@ class Web:
                     topics=prefs.topics,
                     locale=prefs.locale,
                     timezone=prefs.timezone,
-                    now=self.service.clock(),
+                    now=self.ctx.clock(),
                 )
                 if updated is None:
                     return self.bad_link(request, None, lang)
@@ -552,12 +565,12 @@ class Web:
         preferred = None
         if request.query_params.get("t"):
             try:
-                subscriber = await self.service.store.get(self.verify(request, "calendar"))
+                subscriber = await self.ctx.store.get(self.verify(request, "calendar"))
             except TokenError as err:
                 return self.bad_link(request, err, self.lang(request))
             preferred = subscriber.locale if subscriber else None
         lang = self.lang(request, preferred)
-        campaign = self.service.campaign
+        campaign = self.ctx.snapshot().campaign
         events = list(campaign.events)
         wanted = request.query_params.get("event")
         if wanted is not None:
@@ -568,8 +581,8 @@ class Web:
             events,
             campaign.campaign,
             locale=lang,
-            now=self.service.clock(),
-            sequences=await self.service.events.sequences(),
+            now=self.ctx.clock(),
+            sequences=await self.ctx.sequences(),
         )
         name = f"{wanted}.ics" if wanted else "events.ics"
         return Response(
@@ -582,11 +595,9 @@ class Web:
         )
 
     async def healthz(self, request: Request) -> Response:
-        ok, body = await self.health.report()
-        return JSONResponse(body, status_code=200 if ok else 503)
-
-    async def metrics_page(self, request: Request) -> Response:
-        return Response(await self.metrics.render(), media_type=CONTENT_TYPE)
+        """For a load balancer: a status word only (details are on the admin listener)."""
+        ok = await self.ctx.ready()
+        return JSONResponse({"status": "ok" if ok else "fail"}, status_code=200 if ok else 503)
 
     async def stylesheet(self, request: Request) -> Response:
         return Response(
@@ -617,26 +628,12 @@ class Web:
         return self.message(request, self.lang(request), "error_title", ["error_body"], status=503)
 
 
-def create_app(
-    service: Service,
-    *,
-    subscribe_limit: tuple[int, float] = (5, 60.0),
-    health_cache_s: float = 30.0,
-    require_scheduler: bool = True,
-) -> Starlette:
-    """The Starlette app over `service`.
+def create_app(ctx: WebContext, *, subscribe_limit: tuple[int, float] = (5, 60.0)) -> Starlette:
+    """The public Starlette app over `ctx`.
 
     `subscribe_limit`: sign-ups per client address per window (seconds).
-    `health_cache_s`: how long a transport check result is reused by /healthz.
-    `require_scheduler`: /healthz fails while the scheduler is not running (False
-    for `campaignbot web`, which serves pages only).
     """
-    web = Web(
-        service,
-        subscribe_limit=subscribe_limit,
-        health_cache_s=health_cache_s,
-        require_scheduler=require_scheduler,
-    )
+    web = Web(ctx, subscribe_limit=subscribe_limit)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -654,7 +651,6 @@ def create_app(
         Route("/preferences", web.preferences, methods=["GET", "POST"]),
         Route("/events.ics", web.calendar, methods=["GET"]),
         Route("/healthz", web.healthz, methods=["GET"]),
-        Route("/metrics", web.metrics_page, methods=["GET"]),
         Route("/static/style.css", web.stylesheet, methods=["GET"]),
     ]
     app = Starlette(
