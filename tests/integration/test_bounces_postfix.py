@@ -34,7 +34,6 @@ from tests.conftest import REPO
 from tests.fixtures.mailservers import PostfixServer
 from tests.integration.test_ledger import EVERYONE, Alert
 
-
 T0 = datetime(2030, 6, 1, 9, 0, tzinfo=UTC)
 SECRET = "k" * 40
 DEAD = "someone@dead.example.com"
@@ -95,12 +94,16 @@ async def test_a_real_postfix_dsn_suppresses_the_dead_address(
             assert (await sender.run_until_idle())["sent"] == 2
             async with db.engine.connect() as conn:
                 dead_delivery = (
-                    await conn.execute(
-                        select(deliveries.c.id)
-                        .where(deliveries.c.alert_id == fired.alert_id)
-                        .order_by(deliveries.c.subscriber_id)
+                    (
+                        await conn.execute(
+                            select(deliveries.c.id)
+                            .where(deliveries.c.alert_id == fired.alert_id)
+                            .order_by(deliveries.c.subscriber_id)
+                        )
                     )
-                ).scalars().first()
+                    .scalars()
+                    .first()
+                )
             assert dead_delivery is not None
             tag = make_tag(key, dead_delivery)
             assert f"from=<bounces+{tag}@bounce.example.com>" in postfix_server.log_text()

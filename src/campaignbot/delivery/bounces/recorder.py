@@ -21,16 +21,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from campaignbot.delivery.bounces.verp import verify_tag
 from campaignbot.email.reports import BounceReport, ReportKind, bare_message_id
 from campaignbot.storage.database import Database
+from campaignbot.storage.states import DUE_STATUSES, DeliveryStatus
 from campaignbot.storage.tables import bounce_reports, deliveries, subscribers
 from campaignbot.subscribers.model import email_key
 
 logger = logging.getLogger(__name__)
 
 #: delivery states a later report may replace (a refused-in-session `failed` stays)
-_REPLACEABLE = ("sent", "uncertain", "sending", "retry")
+_REPLACEABLE = (
+    DeliveryStatus.SENT,
+    DeliveryStatus.UNCERTAIN,
+    DeliveryStatus.SENDING,
+    DeliveryStatus.RETRY,
+)
 #: open deliveries of a suppressed address are skipped (a `sending` one is left to its
 #: owner, whose opt-out check right before sending skips it)
-_OPEN = ("pending", "retry", "uncertain")
+_OPEN = DUE_STATUSES
 #: subscriber statuses a bounce may change (unsubscribed and removed stay as they are)
 _LIVE = ("active", "pending")
 
@@ -185,9 +191,9 @@ class BounceRecorder:
         complaint = report.kind is ReportKind.COMPLAINT
         first = True
         if delivery_id is not None:
-            state = "complained" if complaint else "bounced"
+            state = DeliveryStatus.COMPLAINED if complaint else DeliveryStatus.BOUNCED
             # a second report about the same delivery (mailbox and webhook) counts once
-            replaceable = (*_REPLACEABLE, "bounced") if complaint else _REPLACEABLE
+            replaceable = (*_REPLACEABLE, DeliveryStatus.BOUNCED) if complaint else _REPLACEABLE
             changed = await conn.execute(
                 update(deliveries)
                 .where(deliveries.c.id == delivery_id, deliveries.c.status.in_(replaceable))
@@ -254,7 +260,9 @@ class BounceRecorder:
         await conn.execute(
             update(deliveries)
             .where(deliveries.c.subscriber_id == subscriber_id, deliveries.c.status.in_(_OPEN))
-            .values(status="skipped", last_error=f"subscriber {status}", updated_at=now)
+            .values(
+                status=DeliveryStatus.SKIPPED, last_error=f"subscriber {status}", updated_at=now
+            )
         )
         logger.info(
             "subscriber %d: %s",
