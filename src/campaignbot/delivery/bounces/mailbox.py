@@ -167,7 +167,11 @@ class IMAPMailbox:
         except (TimeoutError, OSError, ssl.SSLError) as err:
             raise DeliveryError(f"{self._where}: cannot connect to IMAP: {err}") from err
         self._client = client
-        _check(await client.login(account.username, account.password), "LOGIN", self._where)
+        try:
+            _check(await client.login(account.username, account.password), "LOGIN", self._where)
+        except BaseException:
+            await self.__aexit__()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -175,6 +179,9 @@ class IMAPMailbox:
             # the server may already be gone; there is nothing left to save
             with contextlib.suppress(Exception):
                 await self._client.logout()
+            transport = getattr(self._client.protocol, "transport", None)
+            if transport is not None:
+                transport.close()
             self._client = None
 
     @property
@@ -196,7 +203,9 @@ class IMAPMailbox:
         else:
             criteria = f"UNKEYWORD {DONE_KEYWORD}"
         found = _check(await client.uid_search(criteria), "SEARCH", self._where)
-        uids = [u for line in found.lines[:1] for u in bytes(line).decode().split() if u.isdigit()]
+        # the untagged SEARCH data come first; the last line is the completion text
+        data = found.lines[:-1]
+        uids = [u for line in data for u in bytes(line).decode().split() if u.isdigit()]
         for uid in sorted(uids, key=int):
             fetched = _check(await client.uid("fetch", uid, "(BODY.PEEK[])"), "FETCH", self._where)
             data = next((bytes(x) for x in fetched.lines if isinstance(x, bytearray)), None)
