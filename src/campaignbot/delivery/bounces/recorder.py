@@ -271,3 +271,43 @@ class BounceRecorder:
             extra={"action": f"subscriber_{status}", "subscriber": subscriber_id},
         )
         return True
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One stored report, as `campaignbot bounces` lists it."""
+
+    received_at: datetime
+    source: str
+    kind: str
+    email: str | None
+    status_code: str | None
+    smtp_code: int | None
+    diagnostic: str
+    action: str
+    delivery_id: int | None
+    subscriber_id: int | None
+
+
+async def recent_reports(
+    db: Database, *, limit: int = 50, include_other: bool = False
+) -> list[ReportRow]:
+    """The newest reports first; messages that were not bounces only with `include_other`."""
+    r = bounce_reports.c
+    query = select(
+        r.received_at,
+        r.source,
+        r.kind,
+        r.email,
+        r.status_code,
+        r.smtp_code,
+        r.diagnostic,
+        r.action,
+        r.delivery_id,
+        r.subscriber_id,
+    )
+    if not include_other:
+        query = query.where(r.kind != ReportKind.OTHER.value)
+    query = query.order_by(r.received_at.desc(), r.id.desc()).limit(limit)
+    async with db.engine.connect() as conn:
+        return [ReportRow(**row._mapping) for row in (await conn.execute(query)).all()]
