@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from campaignbot.delivery.bounces.reader import ReadSummary, read_bounces_once
+from campaignbot.delivery.bounces.reader import ReadSummary, read_bounces_once, reader_lock
 from campaignbot.delivery.bounces.verp import derive_key, return_path
 from campaignbot.delivery.ledger import Ledger
 from campaignbot.settings import BounceSettings, Settings
@@ -266,3 +266,14 @@ async def test_a_complaint_unsubscribes_at_once_and_an_import_never_reactivates(
     assert [s.email for s in listed] == ["complainer@example.net"]
     fired = await r.ledger.fire_alert(Alert("vote", "1d"), EVERYONE, now=r.clock())
     assert fired.deliveries == 1
+
+
+async def test_one_reader_at_a_time(rig: MakeRig) -> None:
+    r = await rig()
+    async with reader_lock(r.db) as got:  # another process is reading
+        assert got
+        summary = await r.read()
+        # PostgreSQL: an advisory lock keeps the second reader out; SQLite has one process
+        assert summary.locked_out is r.db.is_postgres
+        assert summary.messages == (0 if r.db.is_postgres else 1)
+    assert (await r.read()).messages == (1 if r.db.is_postgres else 0)

@@ -20,6 +20,9 @@ from campaignbot.delivery.bounces.verp import tag_of
 from campaignbot.email.reports import BounceReport, ReportKind, bare_message_id
 
 logger = logging.getLogger(__name__)
+# flufl.bounce logs every detector that trips over odd input at ERROR with a traceback;
+# for us such a message is simply not a bounce, counted once, so keep those out of the log
+logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
 
 #: permanent failures that say the address itself is bad: bad mailbox or domain (5.1.x),
 #: mailbox disabled (5.2.1), no answer / no route for the domain (5.4.1, 5.4.4)
