@@ -277,3 +277,15 @@ async def test_one_reader_at_a_time(rig: MakeRig) -> None:
         assert summary.locked_out is r.db.is_postgres
         assert summary.messages == (0 if r.db.is_postgres else 1)
     assert (await r.read()).messages == (1 if r.db.is_postgres else 0)
+
+
+async def test_removing_a_subscriber_erases_their_bounce_reports(rig: MakeRig) -> None:
+    r = await rig(hard_limit=1)
+    await r.add("dead@example.net", "ok@example.net")
+    sent = await r.fire_and_send("7d")
+    deliver(r.maildir, hard(sent["dead@example.net"], "dead@example.net"))
+    await r.read()
+    assert await r.store.remove("dead@example.net")
+    async with r.db.engine.connect() as conn:
+        emails = list((await conn.execute(select(bounce_reports.c.email))).scalars())
+    assert emails == [None]  # the auto-reply's report names no subscriber
