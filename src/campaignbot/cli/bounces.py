@@ -58,7 +58,9 @@ def _print_table(rows: list[ReportRow]) -> None:
 
 
 @cli.command()
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10000))
+@click.option(
+    "--limit", default=50, show_default=True, type=click.IntRange(1, 10000), help="Newest first."
+)
 @click.option("--all", "include_other", is_flag=True, help="Also list mail that was no bounce.")
 @click.option(
     "--read", "read_now", is_flag=True, help="Read the bounce mailbox once first (as the service)."
