@@ -40,6 +40,32 @@ class HTTPSettings(BaseModel):
     port: int = Field(8080, ge=0, le=65535)
 
 
+class BounceSettings(BaseModel):
+    """The bounce mailbox, the soft-bounce rule and the relays' webhook secrets."""
+
+    #: `imaps://user:password@host:993` (TLS; `imap://` only to loopback, for tests)
+    imap_url: SecretStr | None = None
+    imap_folder: str = "INBOX"
+    #: read messages are moved here; empty: they stay and get a keyword flag instead
+    processed_folder: str = "Processed"
+    #: a PEM bundle trusted for the IMAP server's certificate (default: system store)
+    imap_ca_file: Path | None = None
+    #: a local Maildir the organisation's MTA delivers bounces into
+    maildir: Path | None = None
+    #: hard bounces (address-related 5.x.x) before an address is suppressed
+    hard_limit: int = Field(3, ge=1)
+    #: soft bounces within `soft_days` days before an address is suppressed
+    soft_limit: int = Field(5, ge=1)
+    soft_days: int = Field(14, ge=1)
+    #: how often the service reads the mailbox
+    interval_s: float = Field(60, gt=0)
+    mailgun_signing_key: SecretStr | None = None
+    #: SendGrid's "verification key": base64 DER of the ECDSA P-256 public key
+    sendgrid_public_key: str | None = None
+    postmark_username: str | None = None
+    postmark_password: SecretStr | None = None
+
+
 class AdminSettings(BaseModel):
     """The admin listener: health, metrics, dashboard, API (loopback by default)."""
 
@@ -70,6 +96,9 @@ class Settings(BaseSettings):
     var_dir: Path = Path("var")
     #: how long a sender owns claimed deliveries; a crashed sender's claims return after it
     lease_s: float = Field(120, gt=0)
+    #: VERP return path: each message's envelope sender becomes `local+TAG@domain`
+    bounce_address: str | None = Field(None, pattern=r"^[^@+\s]+@[^@\s]+$")
+    bounces: BounceSettings = BounceSettings()
 
 
 def load_settings(**overrides: object) -> Settings:

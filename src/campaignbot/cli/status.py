@@ -35,6 +35,8 @@ def _as_json(alert: AlertStatus) -> dict[str, object]:
         "failed": alert.failed,
         "uncertain": alert.uncertain,
         "skipped": alert.skipped,
+        "bounced": alert.bounced,
+        "complained": alert.complained,
         "state": alert.status,
     }
 
@@ -58,7 +60,7 @@ def _print_table(summary: StatusSummary) -> None:
     table.add_column("event", no_wrap=True)
     table.add_column("reminder", no_wrap=True)
     table.add_column("due (UTC)", no_wrap=True)
-    for name in ("sent", "pending", "retry", "failed", "uncertain", "skipped"):
+    for name in ("sent", "pending", "retry", "failed", "uncertain", "skipped", "bounced", "compl."):
         table.add_column(name, justify="right")
     for alert in summary.alerts:
         counts = [alert.sent, alert.pending, alert.retry, alert.failed, alert.uncertain]
@@ -66,7 +68,9 @@ def _print_table(summary: StatusSummary) -> None:
         skipped = str(alert.skipped) if alert.skipped else "·"
         if alert.status == "skipped":
             skipped = "missed"  # the whole alert: too late when the service came back
-        table.add_row(alert.event, _reminder(alert), f"{alert.due:%Y-%m-%d %H:%M}", *cells, skipped)
+        later = [str(n) if n else "·" for n in (alert.bounced, alert.complained)]
+        due = f"{alert.due:%Y-%m-%d %H:%M}"
+        table.add_row(alert.event, _reminder(alert), due, *cells, skipped, *later)
     console.print(table)
     if summary.oldest_pending_age_s is None:
         console.print("Nothing waiting to be sent.")
@@ -79,7 +83,7 @@ def _print_table(summary: StatusSummary) -> None:
 @pass_context
 @handle_errors
 def status(ctx: Context, as_json: bool) -> None:
-    """Per alert: due, sent, pending, retry, failed, uncertain, skipped."""
+    """Per alert: due, sent, pending, retry, failed, uncertain, skipped, bounced, complained."""
 
     async def read() -> StatusSummary:
         async with open_store(ctx) as db:

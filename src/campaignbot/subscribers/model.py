@@ -29,10 +29,13 @@ class SubscriberStatus(StrEnum):
     ACTIVE = "active"
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
+    COMPLAINED = "complained"  # reported our mail as spam: unsubscribed at once
 
 
 #: Statuses an import or a repeated sign-up must never change.
-FINAL_STATUSES = frozenset({SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED})
+FINAL_STATUSES = frozenset(
+    {SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED}
+)
 
 
 @dataclass(frozen=True)
