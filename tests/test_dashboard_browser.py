@@ -241,6 +241,10 @@ def test_log_in_open_the_timeline_and_an_alert_and_suppress_an_address(
             checked["subscribers"] = _axe_violations(page)
             _screenshot(page, "dashboard-subscribers", tmp_path)
 
+            page.get_by_role("link", name="Campaign").click()
+            expect(page.get_by_role("heading", name="The file on disk")).to_be_visible()
+            checked["campaign"] = _axe_violations(page)
+
             page.get_by_role("link", name="Health").click()
             expect(page.get_by_role("heading", name="Health", exact=False)).to_be_visible()
             checked["health"] = _axe_violations(page)
@@ -249,5 +253,13 @@ def test_log_in_open_the_timeline_and_an_alert_and_suppress_an_address(
             expect(page.get_by_role("heading", name="Log in")).to_be_visible()
         finally:
             browser.close()
-    assert set(checked) == {"login", "timeline", "alerts", "alert", "subscribers", "health"}
+    assert set(checked) == {
+        "login",
+        "timeline",
+        "alerts",
+        "alert",
+        "subscribers",
+        "campaign",
+        "health",
+    }
     assert {name: v for name, v in checked.items() if v} == {}

@@ -71,7 +71,7 @@ class Desk:
         return subscriber.status if subscriber else None
 
 
-DeskFactory = Callable[[], Awaitable[Desk]]
+DeskFactory = Callable[..., Awaitable[Desk]]
 
 
 @asynccontextmanager
@@ -81,11 +81,11 @@ async def desks(
     """Factory: a Service with one dashboard user `alice`; closed afterwards."""
     closers: list[Callable[[], Awaitable[None]]] = []
 
-    async def make() -> Desk:
+    async def make(config: Path = REPO / "config" / "campaign.toml") -> Desk:
         server = await smtp_server()
         users_file = tmp_path / "var" / "admin-users.toml"
         settings = Settings(
-            config=REPO / "config" / "campaign.toml",
+            config=config,
             templates=REPO / "templates",
             database_url=database_url,
             smtp=server.smtp_settings(),

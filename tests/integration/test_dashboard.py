@@ -14,7 +14,14 @@ import pytest
 from campaignbot.subscribers.model import SubscriberStatus
 from campaignbot.web.dashboard.accounts import add_user
 from tests.fixtures.smtp import SMTPServer
-from tests.integration.dashboard_site import NOW, PASSWORD, DeskFactory, desks, fire_with_outcomes
+from tests.integration.dashboard_site import (
+    NOW,
+    PASSWORD,
+    REPO,
+    DeskFactory,
+    desks,
+    fire_with_outcomes,
+)
 
 #: every dashboard page a GET may ask for
 PAGES = [
@@ -24,6 +31,7 @@ PAGES = [
     "/admin/subscribers",
     "/admin/subscribers?q=example",
     "/admin/subscribers/export.csv",
+    "/admin/campaign",
     "/admin/health",
 ]
 POSTS = ["/admin/logout", "/admin/subscribers/suppress", "/admin/subscribers/unsuppress"]
@@ -211,6 +219,36 @@ async def test_suppress_and_unsuppress_need_the_csrf_token(desk: DeskFactory) ->
         "/admin/subscribers/unsuppress", data={"email": "someone@example.org", "csrf_token": token}
     )
     assert await d.status("someone@example.org") is SubscriberStatus.ACTIVE
+
+
+async def test_campaign_page_previews_what_saving_the_file_changes(
+    desk: DeskFactory, tmp_path: Path
+) -> None:
+    config = tmp_path / "campaign.toml"
+    shipped = (REPO / "config" / "campaign.toml").read_text()
+    config.write_text(shipped)
+    d = await desk(config=config)
+    await d.login()
+    same = await d.admin.get("/admin/campaign")
+    assert "nothing would change" in same.text
+    assert "<code>msp-22</code>" in same.text
+    # MSP-22 a day later: its reminders move and those already alerted get a notice
+    config.write_text(shipped.replace("when = 2026-12-07T10:00:00", "when = 2026-12-08T10:00:00"))
+    moved = await d.admin.get("/admin/campaign")
+    html = moved.text
+    assert "make these changes" in html
+    assert re.search(
+        r"<td>moved</td>\s*<td>msp-22</td>\s*<td>1d</td>\s*"
+        r"<td>2026-12-06 09:00</td>\s*<td>2026-12-07 09:00</td>",
+        html,
+    ), html
+    assert "notice: rescheduled (to subscribers already alerted)" in html
+    config.write_text(shipped.replace('id = "msp-22"', 'id = "MSP 22!"'))
+    broken = await d.admin.get("/admin/campaign")
+    assert broken.status_code == 200
+    assert "a reload would be refused" in broken.text
+    assert "events[" in broken.text  # the problem names its place in the file
+    assert "<code>msp-22</code>" in broken.text  # the running campaign is unchanged
 
 
 async def test_health_page_shows_what_healthz_reports(desk: DeskFactory) -> None:

@@ -144,6 +144,8 @@ class Service:
             db=self.db,
             health=self.health.report,
             send_mail=self.transport.send,
+            config_path=self.settings.config,
+            check_config=lambda: load_snapshot(self.settings),
             secure_cookies=self.settings.admin.secure_cookies,
         )
         return AdminContext(

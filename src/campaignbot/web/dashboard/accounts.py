@@ -180,3 +180,22 @@ def add_token(path: Path, name: str, scopes: list[str], *, now: datetime) -> str
     accounts.tokens[tid] = ApiToken(tid, name, digest, frozenset(scopes))
     _save(path, accounts, now=now)
     return f"{TOKEN_PREFIX}_{tid}_{secret}"
+
+
+class AccountsFile:
+    """The users file, parsed again only when it changed (every request asks it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._cached: tuple[tuple[int, int, int], Accounts] | None = None
+
+    def load(self) -> Accounts:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return Accounts()
+        # add_user/add_token replace the file (os.replace): a new inode on every write
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if self._cached is None or self._cached[0] != key:
+            self._cached = (key, load_accounts(self.path))
+        return self._cached[1]

@@ -22,7 +22,7 @@ from campaignbot.email.render import Recipient
 from campaignbot.errors import CampaignbotError, InvalidInputError, StoreError
 from campaignbot.subscribers.model import Subscriber, SubscriberInput, SubscriberStatus
 from campaignbot.web.dashboard import queries
-from campaignbot.web.dashboard.accounts import ApiToken, load_accounts
+from campaignbot.web.dashboard.accounts import AccountsFile, ApiToken
 from campaignbot.web.dashboard.context import DashboardContext
 from campaignbot.web.dashboard.openapi import openapi_document
 
@@ -79,6 +79,7 @@ class Api:
 
     def __init__(self, ctx: DashboardContext) -> None:
         self.ctx = ctx
+        self.accounts = AccountsFile(ctx.users_file)
 
     def scoped(self, scope: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         """401 without a valid bearer token, 403 when the token lacks `scope`."""
@@ -87,9 +88,7 @@ class Api:
             header = request.headers.get("authorization", "")
             kind, _, bearer = header.partition(" ")
             token = (
-                load_accounts(self.ctx.users_file).token_for(bearer.strip())
-                if kind.lower() == "bearer"
-                else None
+                self.accounts.load().token_for(bearer.strip()) if kind.lower() == "bearer" else None
             )
             if token is None:
                 raise Problem(

@@ -85,4 +85,7 @@ class DashboardContext:
     db: Database
     health: Report
     send_mail: MailSender
+    #: the campaign file, and its check as a reload would make it (raises InvalidInputError)
+    config_path: Path
+    check_config: Callable[[], Snapshot]
     secure_cookies: bool = False

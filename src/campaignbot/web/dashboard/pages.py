@@ -6,6 +6,7 @@ JavaScript. Every page needs a session; every POST checks the session's CSRF tok
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import logging
@@ -26,7 +27,7 @@ from campaignbot.errors import ConfigError
 from campaignbot.subscribers.model import SubscriberStatus, csv_row
 from campaignbot.web.app import SecurityHeaders
 from campaignbot.web.dashboard import charts, queries
-from campaignbot.web.dashboard.accounts import load_accounts
+from campaignbot.web.dashboard.accounts import AccountsFile
 from campaignbot.web.dashboard.auth import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -35,6 +36,7 @@ from campaignbot.web.dashboard.auth import (
     Session,
     Sessions,
 )
+from campaignbot.web.dashboard.campaign_page import campaign_view
 from campaignbot.web.dashboard.context import DashboardContext
 
 logger = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ class Dashboard:
         self.stylesheet = (folder / "admin.css").read_bytes()
         self.sessions = Sessions(ctx.secret)
         self.limiter = limiter or LoginLimiter()
+        self.accounts = AccountsFile(ctx.users_file)
 
     # -- plumbing ----------------------------------------------------------------------
 
@@ -93,7 +96,7 @@ class Dashboard:
         if session is None:
             return None
         # a removed user or a new password ends the session
-        if load_accounts(self.ctx.users_file).session_stamp(session.user) != session.stamp:
+        if self.accounts.load().session_stamp(session.user) != session.stamp:
             return None
         return session
 
@@ -159,9 +162,11 @@ class Dashboard:
             )
             response.headers["retry-after"] = str(wait)
             return response
-        accounts = load_accounts(self.ctx.users_file)
+        accounts = self.accounts.load()
         stamp = accounts.session_stamp(user)
-        if not accounts.verify_password(user, password) or stamp is None:
+        # argon2 is slow on purpose: keep it off the event loop
+        verified = await asyncio.to_thread(accounts.verify_password, user, password)
+        if not verified or stamp is None:
             self.limiter.failed(keys, now=now)
             logger.warning(
                 "admin: failed login for %r from %s",
@@ -316,6 +321,10 @@ class Dashboard:
             },
         )
 
+    async def campaign(self, request: Request, session: Session) -> Response:
+        view = await campaign_view(self.ctx)
+        return self.render("campaign.html.j2", request, session, **view)
+
     async def health(self, request: Request, session: Session) -> Response:
         ok, report = await self.ctx.health()
         return self.render("health.html.j2", request, session, ok=ok, report=report)
@@ -342,6 +351,7 @@ def create_dashboard_app(
         Route("/subscribers/suppress", p(d.suppress), methods=["POST"]),
         Route("/subscribers/unsuppress", p(d.unsuppress), methods=["POST"]),
         Route("/subscribers/export.csv", p(d.export), methods=["GET"]),
+        Route("/campaign", p(d.campaign), methods=["GET"]),
         Route("/health", p(d.health), methods=["GET"]),
         Route("/static/admin.css", d.css, methods=["GET"]),
     ]
