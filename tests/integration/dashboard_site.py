@@ -81,12 +81,14 @@ async def desks(
     """Factory: a Service with one dashboard user `alice`; closed afterwards."""
     closers: list[Callable[[], Awaitable[None]]] = []
 
-    async def make(config: Path = REPO / "config" / "campaign.toml") -> Desk:
+    async def make(
+        config: Path = REPO / "config" / "campaign.toml", templates: Path = REPO / "templates"
+    ) -> Desk:
         server = await smtp_server()
         users_file = tmp_path / "var" / "admin-users.toml"
         settings = Settings(
             config=config,
-            templates=REPO / "templates",
+            templates=templates,
             database_url=database_url,
             smtp=server.smtp_settings(),
             secret_key=SECRET,

@@ -5,6 +5,7 @@ templates, requests through httpx's ASGI transport."""
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -249,6 +250,19 @@ async def test_campaign_page_previews_what_saving_the_file_changes(
     assert "a reload would be refused" in broken.text
     assert "events[" in broken.text  # the problem names its place in the file
     assert "<code>msp-22</code>" in broken.text  # the running campaign is unchanged
+
+
+async def test_a_template_folder_without_admin_pages_leaves_the_rest_running(
+    desk: DeskFactory, tmp_path: Path
+) -> None:
+    templates = tmp_path / "templates"
+    shutil.copytree(REPO / "templates", templates, ignore=shutil.ignore_patterns("admin"))
+    d = await desk(templates=templates)
+    response = await d.admin.get("/admin/login")
+    assert response.status_code == 503
+    assert f"{templates / 'admin'}: dashboard templates not found" in response.text
+    assert (await d.admin.get("/livez")).status_code == 200
+    assert (await d.admin.get("/api/openapi.json")).status_code == 200
 
 
 async def test_health_page_shows_what_healthz_reports(desk: DeskFactory) -> None:

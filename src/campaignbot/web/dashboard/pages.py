@@ -20,7 +20,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from campaignbot.errors import ConfigError
@@ -336,8 +336,21 @@ class Dashboard:
 def create_dashboard_app(
     ctx: DashboardContext, *, limiter: LoginLimiter | None = None
 ) -> Starlette:
-    """The `/admin` app (mounted by the admin listener)."""
-    d = Dashboard(ctx, limiter)
+    """The `/admin` app (mounted by the admin listener).
+
+    A template folder without `admin/` (made before the dashboard existed) must not
+    stop the service: `/admin` then answers 503 naming the folder, the API still works.
+    """
+    try:
+        d = Dashboard(ctx, limiter)
+    except ConfigError as err:
+        logger.warning("dashboard off: %s", err, extra={"action": "dashboard_off"})
+        message = f"{err}: copy templates/admin/ from campaignbot's sources there"
+
+        async def unavailable(request: Request) -> Response:
+            return PlainTextResponse(message, status_code=503)
+
+        return Starlette(routes=[Route("/{path:path}", unavailable, methods=["GET", "POST"])])
     p = d.protected
     routes = [
         Route("/", d.index, methods=["GET"]),
