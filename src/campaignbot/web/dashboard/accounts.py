@@ -190,6 +190,7 @@ class AccountsFile:
         self._cached: tuple[tuple[int, int, int], Accounts] | None = None
 
     def load(self) -> Accounts:
+        """The parsed file (cached while it is unchanged)."""
         try:
             st = self.path.stat()
         except FileNotFoundError:

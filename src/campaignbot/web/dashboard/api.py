@@ -45,6 +45,7 @@ class Problem(Exception):
 
 
 def problem_response(request: Request, problem: Problem) -> Response:
+    """The problem as `application/problem+json` (RFC 9457)."""
     body: dict[str, Any] = {
         "type": "about:blank",
         "title": problem.title,
@@ -124,6 +125,7 @@ class Api:
     # -- alerts --------------------------------------------------------------------------
 
     async def list_alerts(self, request: Request, token: ApiToken) -> Response:
+        """`GET /api/alerts`: ledger alerts with counts, then the scheduled ones ahead."""
         now = self.ctx.clock()
         summary = await self.ctx.alerts.status_summary(now=now)
         fired = {a.key for a in summary.alerts}
@@ -159,6 +161,7 @@ class Api:
         return JSONResponse(items)
 
     async def get_alert(self, request: Request, token: ApiToken) -> Response:
+        """`GET /api/alerts/{key}`: counts by state and the failures."""
         key = request.path_params["key"]
         detail = await queries.alert_detail(self.ctx.db, key, now=self.ctx.clock())
         if detail is None:
@@ -190,6 +193,7 @@ class Api:
     # -- subscribers ---------------------------------------------------------------------
 
     async def list_subscribers(self, request: Request, token: ApiToken) -> Response:
+        """`GET /api/subscribers[?status=]`."""
         raw = request.query_params.get("status")
         try:
             status = SubscriberStatus(raw) if raw else None
@@ -199,6 +203,7 @@ class Api:
         return JSONResponse([subscriber_json(s) for s in rows])
 
     async def create_subscriber(self, request: Request, token: ApiToken) -> Response:
+        """`POST /api/subscribers`: double opt-in, or active with the consent scope."""
         body = await self._body(request)
         unknown = set(body) - {
             "email",
@@ -254,9 +259,11 @@ class Api:
             raise Problem(502, "Bad Gateway", f"confirmation mail not sent: {err}") from err
 
     async def get_subscriber(self, request: Request, token: ApiToken) -> Response:
+        """`GET /api/subscribers/{email}`."""
         return JSONResponse(subscriber_json(await self._subscriber(request)))
 
     async def patch_subscriber(self, request: Request, token: ApiToken) -> Response:
+        """`PATCH /api/subscribers/{email}`: preferences, suppress, unsuppress."""
         subscriber = await self._subscriber(request)
         body = await self._body(request)
         unknown = set(body) - _PATCHABLE
@@ -299,6 +306,7 @@ class Api:
         return JSONResponse(subscriber_json(subscriber))
 
     async def delete_subscriber(self, request: Request, token: ApiToken) -> Response:
+        """`DELETE /api/subscribers/{email}`: erase, like `subscribers remove`."""
         subscriber = await self._subscriber(request)
         await self.ctx.store.remove(subscriber.email)
         logger.info(
@@ -309,6 +317,7 @@ class Api:
         return Response(status_code=204)
 
     async def openapi(self, request: Request) -> Response:
+        """`GET /api/openapi.json`."""
         return JSONResponse(openapi_document())
 
 

@@ -31,10 +31,12 @@ class Sessions:
         self._login = URLSafeTimedSerializer(secret, salt="campaignbot-admin-login-csrf")
 
     def issue(self, user: str, stamp: str) -> tuple[str, Session]:
+        """A new session for `user`: (cookie value, session)."""
         session = Session(user, secrets.token_urlsafe(24), stamp)
         return self._session.dumps({"u": user, "c": session.csrf, "s": stamp}), session
 
     def read(self, cookie: str | None) -> Session | None:
+        """The session a cookie carries, or None if absent, forged or expired."""
         if not cookie:
             return None
         try:
@@ -49,6 +51,7 @@ class Sessions:
         return self._login.dumps(value), value
 
     def login_token_ok(self, cookie: str | None, value: str) -> bool:
+        """Whether the login form's CSRF value matches its signed cookie."""
         if not cookie or not value:
             return False
         try:
@@ -86,6 +89,7 @@ class LoginLimiter:
         return max(1, int(max(waits)) + 1) if waits else 0
 
     def failed(self, keys: list[str], *, now: datetime) -> None:
+        """Count one failed login against each key."""
         for key in keys:
             self._recent(key, now).append(now)
         if len(self._failures) > 10_000:  # an address sweep must not grow memory for ever
@@ -93,4 +97,5 @@ class LoginLimiter:
                 del self._failures[key]
 
     def succeeded(self, user_key: str) -> None:
+        """Forget the user name's failures (the address keeps its own)."""
         self._failures.pop(user_key, None)

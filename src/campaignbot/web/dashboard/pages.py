@@ -80,6 +80,7 @@ class Dashboard:
         status: int = 200,
         **context: Any,
     ) -> HTMLResponse:
+        """A page from `templates/admin/`, never cached."""
         html = self.env.get_template(name).render(
             {
                 "user": session.user if session else None,
@@ -92,6 +93,7 @@ class Dashboard:
         return HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
 
     def session(self, request: Request) -> Session | None:
+        """The valid session of this request, else None."""
         session = self.sessions.read(request.cookies.get(SESSION_COOKIE))
         if session is None:
             return None
@@ -125,6 +127,7 @@ class Dashboard:
     async def login_form(
         self, request: Request, error: str | None = None, status: int = 200
     ) -> Response:
+        """The login form with a fresh CSRF value and its signed cookie."""
         cookie, value = self.sessions.login_token()
         response = self.render(
             "login.html.j2", request, None, status, login_csrf=value, error=error
@@ -141,11 +144,13 @@ class Dashboard:
         return response
 
     async def login_page(self, request: Request) -> Response:
+        """`GET /admin/login`."""
         if self.session(request):
             return self._back("/timeline")
         return await self.login_form(request)
 
     async def login(self, request: Request) -> Response:
+        """`POST /admin/login`: rate limited, CSRF-checked, argon2-verified."""
         form = await request.form()
         user, password = str(form.get("username", "")).strip(), str(form.get("password", ""))
         if not self.sessions.login_token_ok(
@@ -192,6 +197,7 @@ class Dashboard:
         return response
 
     async def logout(self, request: Request, session: Session) -> Response:
+        """`POST /admin/logout`."""
         response = self._back("/login")
         response.delete_cookie(SESSION_COOKIE, path=PREFIX)
         return response
@@ -199,9 +205,11 @@ class Dashboard:
     # -- pages ---------------------------------------------------------------------------
 
     async def index(self, request: Request) -> Response:
+        """`GET /admin/`: to the timeline, or the login."""
         return self._back("/timeline" if self.session(request) else "/login")
 
     async def timeline(self, request: Request, session: Session) -> Response:
+        """`GET /admin/timeline`: alerts due in the next 30 days, audience by locale."""
         snapshot, now = self.ctx.snapshot(), self.ctx.clock()
         end = now + timedelta(days=TIMELINE_DAYS)
         campaign = snapshot.campaign
@@ -235,11 +243,13 @@ class Dashboard:
         )
 
     async def alerts(self, request: Request, session: Session) -> Response:
+        """`GET /admin/alerts`: every alert in the ledger."""
         summary = await self.ctx.alerts.status_summary(now=self.ctx.clock())
         lines = sorted(summary.alerts, key=lambda a: a.due, reverse=True)
         return self.render("alerts.html.j2", request, session, alerts=lines)
 
     async def alert(self, request: Request, session: Session) -> Response:
+        """`GET /admin/alerts/{key}`: progress bars, throughput, failures."""
         key = request.path_params["key"]
         detail = await queries.alert_detail(self.ctx.db, key, now=self.ctx.clock())
         if detail is None:
@@ -258,6 +268,7 @@ class Dashboard:
         )
 
     async def subscribers(self, request: Request, session: Session) -> Response:
+        """`GET /admin/subscribers`: counts, growth, search."""
         q = request.query_params.get("q", "").strip()[:320]
         now = self.ctx.clock()
         found = []
@@ -296,15 +307,18 @@ class Dashboard:
         return self._back("/subscribers", q=subscriber.email, done=status.value)
 
     async def suppress(self, request: Request, session: Session) -> Response:
+        """`POST /admin/subscribers/suppress`."""
         # suppression is the `bounced` status: it blocks mail and re-import (FINAL_STATUSES)
         return await self._set_status(
             request, session, SubscriberStatus.BOUNCED, {"active", "pending", "unsubscribed"}
         )
 
     async def unsuppress(self, request: Request, session: Session) -> Response:
+        """`POST /admin/subscribers/unsuppress`: back to active."""
         return await self._set_status(request, session, SubscriberStatus.ACTIVE, {"bounced"})
 
     async def export(self, request: Request, session: Session) -> Response:
+        """`GET /admin/subscribers/export.csv`: active subscribers, spreadsheet-safe."""
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(CSV_HEADER)
@@ -322,14 +336,17 @@ class Dashboard:
         )
 
     async def campaign(self, request: Request, session: Session) -> Response:
+        """`GET /admin/campaign`: the running campaign and the file on disk."""
         view = await campaign_view(self.ctx)
         return self.render("campaign.html.j2", request, session, **view)
 
     async def health(self, request: Request, session: Session) -> Response:
+        """`GET /admin/health`: what `/healthz` reports."""
         ok, report = await self.ctx.health()
         return self.render("health.html.j2", request, session, ok=ok, report=report)
 
     async def css(self, request: Request) -> Response:
+        """The dashboard stylesheet (no inline styles: the CSP forbids them)."""
         return Response(self.stylesheet, media_type="text/css; charset=utf-8")
 
 
