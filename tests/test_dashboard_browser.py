@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,25 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def _seed(url: str) -> None:
+def _campaign_file(folder: Path) -> Path:
+    """The shipped campaign plus an event ten days ahead, so the timeline always has one."""
+    day = (datetime.now(UTC) + timedelta(days=10)).date()
+    path = folder / "campaign.toml"
+    path.write_text(
+        (REPO / "config" / "campaign.toml").read_text()
+        + f"""
+[[events]]
+id = "browser-test-vote"
+title = "Browser test: a vote in ten days"
+when = {day.isoformat()}T10:00:00
+timezone = "Europe/Helsinki"
+reminders = ["1d", "0"]
+"""
+    )
+    return path
+
+
+async def _seed(url: str, config: Path) -> None:
     """Three subscribers; the shipped config's ALERT fired to two: one sent, one refused."""
     db = open_database(url)
     try:
@@ -86,7 +104,7 @@ async def _seed(url: str) -> None:
         ]:
             entry = SubscriberInput.create(email, locale=locale, timezone="Europe/Helsinki")
             await store.add(entry, now=now, source="test")
-        campaign = load_campaign(REPO / "config" / "campaign.toml")
+        campaign = load_campaign(config)
         event = campaign.event(ALERT.split(":")[0])
         alert = next(
             a for a in alerts_for_event(event, campaign.campaign.send_at) if a.key == ALERT
@@ -128,7 +146,8 @@ def run_process(
     """`campaignbot run` with its admin listener on a free loopback port, one user `alice`."""
     smtp = smtp_server_thread()
     database = tmp_path / "run.db"
-    asyncio.run(_seed(f"sqlite:///{database}"))
+    config = _campaign_file(tmp_path)
+    asyncio.run(_seed(f"sqlite:///{database}", config))
     users_file = tmp_path / "var" / "admin-users.toml"
     add_user(users_file, "alice", PASSWORD, now=datetime.now(UTC))
     http_port, admin_port = _free_port(), _free_port()
@@ -143,7 +162,7 @@ def run_process(
         "CAMPAIGNBOT_ADMIN__PORT": str(admin_port),
         "CAMPAIGNBOT_ADMIN__USERS_FILE": str(users_file),
     }
-    command = [sys.executable, "-m", "campaignbot", "--config", str(REPO / "config/campaign.toml")]
+    command = [sys.executable, "-m", "campaignbot", "--config", str(config)]
     process = subprocess.Popen(
         [*command, "run"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
@@ -219,6 +238,13 @@ def test_log_in_open_the_timeline_and_an_alert_and_suppress_an_address(
             checked["timeline"] = _axe_violations(page)
             _screenshot(page, "dashboard-timeline", tmp_path)
 
+            # an upcoming alert: when it is due, and the "send a test to me" form
+            upcoming = page.get_by_role("table", name="Upcoming alerts")
+            upcoming.get_by_role("link", name="Browser test: a vote in ten days").first.click()
+            expect(page.get_by_role("heading", name="Send a test to me")).to_be_visible()
+            expect(page.get_by_text("is scheduled: due")).to_be_visible()
+            checked["scheduled alert"] = _axe_violations(page)
+
             page.get_by_role("link", name="Alerts", exact=True).click()
             expect(page.get_by_role("heading", name="Alerts sent and skipped")).to_be_visible()
             checked["alerts"] = _axe_violations(page)
@@ -258,6 +284,7 @@ def test_log_in_open_the_timeline_and_an_alert_and_suppress_an_address(
         "timeline",
         "alerts",
         "alert",
+        "scheduled alert",
         "subscribers",
         "campaign",
         "health",

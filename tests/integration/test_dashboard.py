@@ -35,7 +35,12 @@ PAGES = [
     "/admin/campaign",
     "/admin/health",
 ]
-POSTS = ["/admin/logout", "/admin/subscribers/suppress", "/admin/subscribers/unsuppress"]
+POSTS = [
+    "/admin/logout",
+    "/admin/subscribers/suppress",
+    "/admin/subscribers/unsuppress",
+    "/admin/alerts/msp-22:1d/test",
+]
 
 
 @pytest.fixture
@@ -175,6 +180,40 @@ async def test_alert_detail_shows_progress_and_failures(desk: DeskFactory) -> No
     assert 'href="/admin/alerts/msp-22:7d"' in listing.text
     missing = await d.admin.get("/admin/alerts/nope:0")
     assert missing.status_code == 404
+
+
+async def test_an_alert_not_fired_yet_shows_when_it_is_due_and_sends_a_test(
+    desk: DeskFactory,
+) -> None:
+    d = await desk()
+    await d.login()
+    page = await d.admin.get("/admin/alerts/msp-22:1d")
+    assert page.status_code == 200
+    assert "is scheduled: due 2026-12-06 09:00 UTC (2026-12-06 10:00 CET event time)" in page.text
+    token = await d.csrf("/admin/alerts/msp-22:1d")
+    bad = await d.admin.post(
+        "/admin/alerts/msp-22:1d/test", data={"csrf_token": token, "email": "not an address"}
+    )
+    assert bad.status_code == 400
+    assert 'role="alert"' in bad.text
+    sent = await d.admin.post(
+        "/admin/alerts/msp-22:1d/test", data={"csrf_token": token, "email": "Me@Example.org"}
+    )
+    assert sent.status_code == 303
+    assert (
+        "A test message was sent to Me@example.org"
+        in (await d.admin.get(sent.headers["location"])).text
+    )
+    await d.smtp.wait_for_messages(1)
+    assert [m.message["To"] for m in d.smtp.messages] == ["Me@example.org"]
+    assert "Twenty-Second Meeting" in d.smtp.messages[0].message["Subject"]
+    # the ledger is not touched
+    assert (await d.service.ledger.status_summary(now=d.clock())).alerts == []
+    unknown = await d.admin.post(
+        "/admin/alerts/nope:0/test", data={"csrf_token": token, "email": "me@example.org"}
+    )
+    assert unknown.status_code == 404
+    assert len(d.smtp.messages) == 1
 
 
 async def test_subscribers_counts_growth_search_and_export(desk: DeskFactory) -> None:

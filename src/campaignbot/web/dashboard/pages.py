@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from campaignbot.errors import ConfigError
+from campaignbot.errors import CampaignbotError, ConfigError, InvalidInputError
 from campaignbot.subscribers.model import SubscriberStatus, csv_row
 from campaignbot.web.app import SecurityHeaders
 from campaignbot.web.dashboard import charts, queries
@@ -38,6 +38,7 @@ from campaignbot.web.dashboard.auth import (
 )
 from campaignbot.web.dashboard.campaign_page import campaign_view
 from campaignbot.web.dashboard.context import DashboardContext
+from campaignbot.web.dashboard.test_send import send_test
 
 logger = logging.getLogger(__name__)
 
@@ -249,22 +250,70 @@ class Dashboard:
         return self.render("alerts.html.j2", request, session, alerts=lines)
 
     async def alert(self, request: Request, session: Session) -> Response:
-        """`GET /admin/alerts/{key}`: progress bars, throughput, failures."""
+        """`GET /admin/alerts/{key}`: progress bars, throughput, failures; an alert not
+        fired yet shows when it is due; both offer "send a test to me"."""
         key = request.path_params["key"]
         detail = await queries.alert_detail(self.ctx.db, key, now=self.ctx.clock())
-        if detail is None:
+        snapshot = self.ctx.snapshot()
+        planned = next((a for a in snapshot.plan if a.key == key), None)
+        if detail is None and planned is None:
             return self.render("missing.html.j2", request, session, 404, what=f"alert {key}")
-        campaign = self.ctx.snapshot().campaign
+        campaign = snapshot.campaign
         default = campaign.campaign.default_locale
+        event_id = detail.event_id if detail else planned.event_id if planned else ""
         title = next(
-            (e.title_for(default, default) for e in campaign.events if e.id == detail.event_id),
-            detail.event_id,
+            (e.title_for(default, default) for e in campaign.events if e.id == event_id), event_id
         )
-        states = [s for s in BAR_STATES if s in detail.counts] + sorted(
-            s for s in detail.counts if s not in BAR_STATES
+        counts = detail.counts if detail else {}
+        states = [s for s in BAR_STATES if s in counts] + sorted(
+            s for s in counts if s not in BAR_STATES
         )
         return self.render(
-            "alert.html.j2", request, session, alert=detail, title=title, states=states
+            "alert.html.j2",
+            request,
+            session,
+            key=key,
+            alert=detail,
+            planned=planned,
+            title=title,
+            states=states,
+            sent_to=request.query_params.get("sent", ""),
+            test_error="",
+        )
+
+    async def test(self, request: Request, session: Session) -> Response:
+        """`POST /admin/alerts/{key}/test`: one test message to the given address."""
+        key = request.path_params["key"]
+        form = await request.form()
+        try:
+            to = await send_test(self.ctx, key, str(form.get("email", "")), user=session.user)
+        except InvalidInputError as err:
+            return self._test_failed(request, session, key, str(err), 400)
+        except CampaignbotError as err:
+            return self._test_failed(request, session, key, str(err), 502)
+        return self._back(f"/alerts/{key}", sent=to)
+
+    def _test_failed(
+        self, request: Request, session: Session, key: str, error: str, status: int
+    ) -> Response:
+        snapshot = self.ctx.snapshot()
+        planned = next((a for a in snapshot.plan if a.key == key), None)
+        if planned is None:
+            return self.render("missing.html.j2", request, session, 404, what=f"alert {key}")
+        default = snapshot.campaign.campaign.default_locale
+        title = snapshot.campaign.event(planned.event_id).title_for(default, default)
+        return self.render(
+            "alert.html.j2",
+            request,
+            session,
+            status,
+            key=key,
+            alert=None,
+            planned=planned,
+            title=title,
+            states=[],
+            sent_to="",
+            test_error=error,
         )
 
     async def subscribers(self, request: Request, session: Session) -> Response:
@@ -376,7 +425,8 @@ def create_dashboard_app(
         Route("/logout", p(d.logout), methods=["POST"]),
         Route("/timeline", p(d.timeline), methods=["GET"]),
         Route("/alerts", p(d.alerts), methods=["GET"]),
-        Route("/alerts/{key:path}", p(d.alert), methods=["GET"]),
+        Route("/alerts/{key}/test", p(d.test), methods=["POST"]),
+        Route("/alerts/{key}", p(d.alert), methods=["GET"]),
         Route("/subscribers", p(d.subscribers), methods=["GET"]),
         Route("/subscribers/suppress", p(d.suppress), methods=["POST"]),
         Route("/subscribers/unsuppress", p(d.unsuppress), methods=["POST"]),
