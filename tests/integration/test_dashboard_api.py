@@ -173,6 +173,7 @@ async def test_get_patch_delete_a_subscriber(desk: DeskFactory) -> None:
     assert await d.status("person@example.org") is None
     missing = await d.admin.get("/api/subscribers/person@example.org", headers=write)
     assert missing.status_code == 404
+    assert missing.headers["x-content-type-options"] == "nosniff"
     assert missing.json() == {
         "type": "about:blank",
         "title": "Not Found",

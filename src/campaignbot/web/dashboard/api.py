@@ -14,6 +14,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -21,6 +22,7 @@ from starlette.routing import Route
 from campaignbot.email.render import Recipient
 from campaignbot.errors import CampaignbotError, InvalidInputError, StoreError
 from campaignbot.subscribers.model import Subscriber, SubscriberInput, SubscriberStatus
+from campaignbot.web.app import SecurityHeaders
 from campaignbot.web.dashboard import queries
 from campaignbot.web.dashboard.accounts import AccountsFile, ApiToken
 from campaignbot.web.dashboard.context import DashboardContext
@@ -358,5 +360,6 @@ def create_api_app(ctx: DashboardContext) -> Starlette:
 
     return Starlette(
         routes=routes,
+        middleware=[Middleware(SecurityHeaders)],
         exception_handlers={Problem: on_problem, HTTPException: on_http, StoreError: on_store},
     )
