@@ -183,6 +183,23 @@ async def test_get_patch_delete_a_subscriber(desk: DeskFactory) -> None:
     }
 
 
+async def test_subscribers_come_in_pages(desk: DeskFactory) -> None:
+    d = await desk()
+    for n in range(5):
+        await d.add(f"p{n}@example.org")
+    read = d.token("subscribers:read")
+    first = await d.admin.get("/api/subscribers?limit=2&status=active", headers=read)
+    assert [s["email"] for s in first.json()] == ["p0@example.org", "p1@example.org"]
+    assert first.headers["link"] == '</api/subscribers?limit=2&status=active&offset=2>; rel="next"'
+    last = await d.admin.get("/api/subscribers?limit=2&offset=4", headers=read)
+    assert [s["email"] for s in last.json()] == ["p4@example.org"]
+    assert "link" not in last.headers
+    for query in ("limit=0", "limit=9999", "offset=-1", "limit=two"):
+        bad = await d.admin.get(f"/api/subscribers?{query}", headers=read)
+        assert bad.status_code == 400, query
+        assert bad.headers["content-type"] == "application/problem+json"
+
+
 async def test_alerts_list_and_detail(desk: DeskFactory) -> None:
     d = await desk()
     await fire_with_outcomes(d)

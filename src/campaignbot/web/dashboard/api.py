@@ -7,10 +7,12 @@ starts the double opt-in (a confirmation mail) unless the token has the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -31,6 +33,7 @@ from campaignbot.web.dashboard.openapi import openapi_document
 logger = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
+PAGE_SIZE, MAX_PAGE_SIZE = 500, 5000
 _PATCHABLE = {"locale", "timezone", "countries", "topics", "follows_all", "status"}
 #: statuses a PATCH may set: `bounced` is the suppression list, `active` lifts it
 _PATCH_STATUSES = {"active", "unsubscribed", "bounced"}
@@ -195,14 +198,46 @@ class Api:
     # -- subscribers ---------------------------------------------------------------------
 
     async def list_subscribers(self, request: Request, token: ApiToken) -> Response:
-        """`GET /api/subscribers[?status=]`."""
+        """`GET /api/subscribers[?status=&limit=&offset=]`: one page in sign-up order;
+        a `Link: <...>; rel="next"` header names the next page while there is one."""
         raw = request.query_params.get("status")
         try:
             status = SubscriberStatus(raw) if raw else None
         except ValueError:
             raise Problem(400, "Bad Request", f"status {raw!r}: unknown") from None
-        rows = await self.ctx.store.list_subscribers(status=status)
-        return JSONResponse([subscriber_json(s) for s in rows])
+        limit = self._int_param(request, "limit", PAGE_SIZE, 1, MAX_PAGE_SIZE)
+        offset = self._int_param(request, "offset", 0, 0, None)
+        page: list[dict[str, Any]] = []
+        more = False
+        # streamed in id order: a page never holds more than `limit` rows in memory
+        async with contextlib.aclosing(self.ctx.store.iterate(status=status)) as rows:
+            index = 0
+            async for subscriber in rows:
+                if index >= offset + limit:
+                    more = True
+                    break
+                if index >= offset:
+                    page.append(subscriber_json(subscriber))
+                index += 1
+        headers = {}
+        if more:
+            query = urlencode({**request.query_params, "offset": offset + limit, "limit": limit})
+            headers["link"] = f'<{request.url.path}?{query}>; rel="next"'
+        return JSONResponse(page, headers=headers)
+
+    @staticmethod
+    def _int_param(request: Request, name: str, default: int, low: int, high: int | None) -> int:
+        raw = request.query_params.get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise Problem(400, "Bad Request", f"{name} {raw!r}: not a whole number") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"{low} to {high}" if high is not None else f"at least {low}"
+            raise Problem(400, "Bad Request", f"{name} {value}: use {bounds}")
+        return value
 
     async def create_subscriber(self, request: Request, token: ApiToken) -> Response:
         """`POST /api/subscribers`: double opt-in, or active with the consent scope."""

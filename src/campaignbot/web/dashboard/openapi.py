@@ -175,19 +175,29 @@ def openapi_document() -> dict[str, Any]:
             },
             "/api/subscribers": {
                 "get": _op(
-                    "All subscribers, optionally of one status",
+                    "One page of subscribers in sign-up order (`Link: rel=next` while more follow)",
                     "subscribers:read",
                     {
                         "200": _ok("subscribers", {"type": "array", "items": _ref("Subscriber")}),
                         **_ERRORS,
                     },
                     parameters=[
+                        {"name": "status", "in": "query", "schema": {"type": "string"}},
                         {
-                            "name": "status",
+                            "name": "limit",
                             "in": "query",
-                            "required": False,
-                            "schema": {"type": "string"},
-                        }
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 5000,
+                                "default": 500,
+                            },
+                        },
+                        {
+                            "name": "offset",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 0, "default": 0},
+                        },
                     ],
                 ),
                 "post": _op(
