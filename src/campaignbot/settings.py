@@ -71,6 +71,10 @@ class AdminSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(8081, ge=0, le=65535)
+    #: dashboard users (argon2 hashes) and API tokens (hashed), `campaignbot admin add-user`
+    users_file: Path = Path("var/admin-users.toml")
+    #: mark the dashboard's session cookie Secure (set when the admin port is behind https)
+    secure_cookies: bool = False
 
 
 class Settings(BaseSettings):
