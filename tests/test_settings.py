@@ -252,3 +252,22 @@ def test_a_secret_list_added_later_reads_its_file_one_item_per_line(
     monkeypatch.delenv("CAMPAIGNBOT_OLD_KEYS_FILE")
     monkeypatch.setenv("CAMPAIGNBOT_OLD_KEYS", "a,b")
     assert [k.get_secret_value() for k in Wider().old_keys] == ["a", "b"]
+
+
+def test_registry_reads_help_from_sphinx_comments_too() -> None:
+    from pydantic import BaseModel
+
+    from campaignbot.settings import Settings
+
+    class Group(BaseModel):
+        #: how many, at most
+        limit: int = 3
+        plain: int = 1
+
+    class Wider(Settings):
+        group: Group = Group()
+
+    rows = {s.variable: s for s in iter_settings(Wider)}
+    assert rows["CAMPAIGNBOT_GROUP__LIMIT"].help == "how many, at most"
+    assert rows["CAMPAIGNBOT_GROUP__PLAIN"].help == ""
+    assert rows["CAMPAIGNBOT_VAR_DIR"].help  # a description still wins

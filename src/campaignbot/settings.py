@@ -10,9 +10,11 @@ a field added to any group later is picked up by all three.
 from __future__ import annotations
 
 import difflib
+import inspect
 import ipaddress
 import json
 import os
+import re
 import secrets
 import types
 import typing
@@ -70,11 +72,41 @@ class HTTPSettings(BaseModel):
     port: int = Field(8080, ge=0, le=65535, description="public web server port")
 
 
+class BounceSettings(BaseModel):
+    """The bounce mailbox, the soft-bounce rule and the relays' webhook secrets."""
+
+    #: `imaps://user:password@host:993` (TLS; `imap://` only to loopback, for tests)
+    imap_url: SecretStr | None = None
+    imap_folder: str = "INBOX"
+    #: read messages are moved here; empty: they stay and get a keyword flag instead
+    processed_folder: str = "Processed"
+    #: a PEM bundle trusted for the IMAP server's certificate (default: system store)
+    imap_ca_file: Path | None = None
+    #: a local Maildir the organisation's MTA delivers bounces into
+    maildir: Path | None = None
+    #: hard bounces (address-related 5.x.x) before an address is suppressed
+    hard_limit: int = Field(3, ge=1)
+    #: soft bounces within `soft_days` days before an address is suppressed
+    soft_limit: int = Field(5, ge=1)
+    soft_days: int = Field(14, ge=1)
+    #: how often the service reads the mailbox
+    interval_s: float = Field(60, gt=0)
+    mailgun_signing_key: SecretStr | None = None
+    #: SendGrid's "verification key": base64 DER of the ECDSA P-256 public key
+    sendgrid_public_key: str | None = None
+    postmark_username: str | None = None
+    postmark_password: SecretStr | None = None
+
+
 class AdminSettings(BaseModel):
     """The admin listener: health, metrics, dashboard and API (loopback by default)."""
 
     host: str = Field("127.0.0.1", description="admin listener bind address")
     port: int = Field(8081, ge=0, le=65535, description="admin listener port")
+    #: dashboard users (argon2 hashes) and API tokens (hashed), `campaignbot admin add-user`
+    users_file: Path = Path("var/admin-users.toml")
+    #: mark the dashboard's session cookie Secure (set when the admin port is behind https)
+    secure_cookies: bool = False
 
 
 class Settings(BaseSettings):
@@ -113,6 +145,9 @@ class Settings(BaseSettings):
         gt=0,
         description="seconds a sender owns claimed deliveries; a crashed sender's claims return after",
     )
+    #: VERP return path: each message's envelope sender becomes `local+TAG@domain`
+    bounce_address: str | None = Field(None, pattern=r"^[^@+\s]+@[^@\s]+$")
+    bounces: BounceSettings = BounceSettings()
 
     @field_validator("public_url")
     @classmethod
@@ -235,10 +270,35 @@ def _default_text(field: FieldInfo) -> str:
     return f"`{default}`"
 
 
+def _comment_help(model: type[BaseModel]) -> dict[str, str]:
+    """Help written as `#:` comments above a field (the Sphinx convention), for fields
+    declared without a `description`; base classes included."""
+    found: dict[str, str] = {}
+    for cls in reversed(model.__mro__):
+        if not (isinstance(cls, type) and issubclass(cls, BaseModel)) or cls is BaseModel:
+            continue
+        try:
+            lines = inspect.getsource(cls).splitlines()
+        except (OSError, TypeError):  # no source (e.g. a frozen app): no help, not an error
+            continue
+        pending: list[str] = []
+        for line in lines:
+            stripped = line.strip()
+            if stripped.startswith("#:"):
+                pending.append(stripped[2:].strip())
+                continue
+            field = re.match(r"(\w+)\s*:", stripped)
+            if field and pending:
+                found[field.group(1)] = " ".join(pending)
+            pending = []
+    return found
+
+
 def iter_settings(
     model: type[BaseModel] = Settings, path: tuple[str, ...] = ()
 ) -> Iterator[Setting]:
     """Every variable, nested groups included, in declaration order."""
+    comments = _comment_help(model)
     for name, field in model.model_fields.items():
         group = _group(field.annotation)
         if group is not None:
@@ -250,7 +310,7 @@ def iter_settings(
             path=full,
             type=_type_name(field.annotation),
             default=_default_text(field),
-            help=field.description or "",
+            help=field.description or comments.get(name, ""),
             secret=_is_secret(field.annotation),
             many=_is_list(field.annotation),
         )

@@ -7,7 +7,8 @@ import sys
 from campaignbot.cli.common import EXIT_FAILURE, cli, err_console
 
 # Each import registers its commands on `cli`.
-from campaignbot.cli import check, db, plan, preview, run, send, status, subscribers, web  # noqa: F401  # isort: skip
+from campaignbot.cli import admin, bounces, check, db, plan, preview  # noqa: F401  # isort: skip
+from campaignbot.cli import run, send, status, subscribers, web  # noqa: F401  # isort: skip
 from campaignbot.cli import init  # noqa: F401  # isort: skip
 from campaignbot.cli import suppress  # noqa: F401  # isort: skip
 

@@ -45,6 +45,8 @@ def _as_json(alert: AlertStatus) -> dict[str, object]:
         "failed": alert.failed,
         "uncertain": alert.uncertain,
         "skipped": alert.skipped,
+        "bounced": alert.bounced,
+        "complained": alert.complained,
         "state": alert.status,
     }
 
@@ -67,15 +69,17 @@ def _print_ledger(console: Console, summary: StatusSummary) -> None:
     table.add_column("event", no_wrap=True)
     table.add_column("reminder", no_wrap=True)
     table.add_column("due (UTC)", no_wrap=True)
-    for name in ("sent", "pending", "retry", "failed", "uncertain", "skipped"):
+    for name in ("sent", "pending", "retry", "failed", "uncertain", "skipped", "bounced", "compl."):
         table.add_column(name, justify="right")
     table.add_column("state", no_wrap=True)
     for alert in summary.alerts:
         counts = [alert.sent, alert.pending, alert.retry, alert.failed, alert.uncertain]
         cells = [str(n) if n else "·" for n in [*counts, alert.skipped]]
+        later = [str(n) if n else "·" for n in (alert.bounced, alert.complained)]
         # the words go in their own column: numeric columns hold numbers only
         state = "missed (too late)" if alert.status == "skipped" else alert.status
-        table.add_row(alert.event, _reminder(alert), f"{alert.due:%Y-%m-%d %H:%M}", *cells, state)
+        due = f"{alert.due:%Y-%m-%d %H:%M}"
+        table.add_row(alert.event, _reminder(alert), due, *cells, *later, state)
     console.print(table)
     if summary.oldest_pending_age_s is None:
         console.print("Nothing waiting to be sent.")
@@ -150,8 +154,9 @@ def _campaign(ctx: Context) -> Campaign | None:
 @pass_context
 @handle_errors
 def status(ctx: Context, event_id: str | None, failed: bool, as_json: bool) -> None:
-    """Per alert: due, sent, pending, retry, failed, uncertain, skipped; then the
-    upcoming alerts with their audience. EVENT: only that event, every reminder."""
+    """Per alert: due, sent, pending, retry, failed, uncertain, skipped, bounced,
+    complained; then the upcoming alerts with their audience. EVENT: only that event,
+    every reminder."""
     require_database(ctx)
     campaign = _campaign(ctx)
     now = ctx.now()

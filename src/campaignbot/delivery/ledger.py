@@ -149,6 +149,8 @@ class AlertStatus:
     failed: int
     uncertain: int  # deliveries that were uncertain at some point
     skipped: int
+    bounced: int = 0  # accepted, bounced later (no longer counted as sent)
+    complained: int = 0  # accepted, reported as spam later
 
     @property
     def open(self) -> int:
@@ -647,6 +649,8 @@ class Ledger:
                 count(d.status == DeliveryStatus.FAILED),
                 count(or_(d.was_uncertain.is_(True), d.status == DeliveryStatus.UNCERTAIN)),
                 count(d.status == DeliveryStatus.SKIPPED),
+                count(d.status == DeliveryStatus.BOUNCED),
+                count(d.status == DeliveryStatus.COMPLAINED),
             )
             .select_from(alerts.outerjoin(deliveries, d.alert_id == alerts.c.id))
             .group_by(alerts.c.id)

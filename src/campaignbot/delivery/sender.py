@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from campaignbot.campaign.model import Campaign, Event, Status
 from campaignbot.campaign.planning import event_deadline
+from campaignbot.delivery.bounces.verp import derive_key, return_path
 from campaignbot.delivery.event_state import EventState
 from campaignbot.delivery.ledger import (
     Claim,
@@ -36,7 +37,7 @@ from campaignbot.delivery.transport import Transport
 from campaignbot.email.mime import Wire
 from campaignbot.email.render import Recipient, Renderer
 from campaignbot.errors import DeliveryError
-from campaignbot.settings import Settings
+from campaignbot.settings import Settings, secret_key
 from campaignbot.storage.states import OPEN_STATUSES, AlertKind, DeliveryStatus
 
 logger = logging.getLogger(__name__)
@@ -135,6 +136,9 @@ class Sender:
         self._wake = asyncio.Event()
         #: alerts worked on since their completion was last checked (id -> key)
         self._touched: dict[int, str] = {}
+        #: VERP: with a bounce address, each delivery's envelope sender names it (signed)
+        self._bounce_address = settings.bounce_address
+        self._verp_key = derive_key(secret_key(settings)) if settings.bounce_address else None
 
     def wake(self) -> None:
         """New work was fired: look for it now instead of at the next poll."""
@@ -229,7 +233,8 @@ class Sender:
                 if batch.down_error is not None:
                     done(claim, self._temporary(claim, batch.down_error))
                     continue
-                done(claim, await self._deliver(batch, claim, message, sender))
+                envelope = self._envelope_sender(claim, sender)
+                done(claim, await self._deliver(batch, claim, message, envelope))
 
         workers = [asyncio.create_task(work()) for _ in range(workers_n)]
         renewer = asyncio.create_task(self._renew_lease(batch))
@@ -322,6 +327,12 @@ class Sender:
             if now >= deadlines[event.id]:
                 return "event has happened"
         return None
+
+    def _envelope_sender(self, claim: Claim, sender: str) -> str:
+        """The From address, or with a bounce address `bounces+TAG@domain` (VERP)."""
+        if self._bounce_address is None or self._verp_key is None:
+            return sender
+        return return_path(self._bounce_address, self._verp_key, claim.delivery_id)
 
     def _render(self, renderer: Renderer, event: Event, claim: Claim, now: datetime) -> Wire:
         to = _recipient(claim)

@@ -29,11 +29,12 @@ from campaignbot.errors import InvalidInputError
 from campaignbot.service.health import Health, HealthSources
 from campaignbot.service.metrics import MetricsSources, ServiceMetrics
 from campaignbot.service.scheduler import AlertScheduler
-from campaignbot.settings import Settings
+from campaignbot.settings import Settings, secret_key
 from campaignbot.storage.database import Database, open_database
 from campaignbot.subscribers.store import SubscriberStore, audience_clause
 from campaignbot.web.admin import AdminContext, create_admin_app
 from campaignbot.web.app import WebContext, create_app, listen
+from campaignbot.web.dashboard.context import DashboardContext
 
 logger = logging.getLogger(__name__)
 
@@ -132,8 +133,26 @@ class Service:
         )
 
     def admin_context(self) -> AdminContext:
+        dashboard = DashboardContext(
+            users_file=self.settings.admin.users_file,
+            secret=secret_key(self.settings),
+            templates=self.settings.templates,
+            snapshot=lambda: self.snapshot,
+            clock=self.clock,
+            alerts=self.ledger,
+            store=self.store,
+            db=self.db,
+            health=self.health.report,
+            send_mail=self.transport.send,
+            config_path=self.settings.config,
+            check_config=lambda: load_snapshot(self.settings),
+            secure_cookies=self.settings.admin.secure_cookies,
+        )
         return AdminContext(
-            ready=self.health.ready, health=self.health.report, metrics=self.metrics.render
+            ready=self.health.ready,
+            health=self.health.report,
+            metrics=self.metrics.render,
+            dashboard=dashboard,
         )
 
     async def _ready(self) -> bool:

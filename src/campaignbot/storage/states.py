@@ -18,6 +18,8 @@ class DeliveryStatus(StrEnum):
     SENT = "sent"  # accepted by the relay
     FAILED = "failed"  # refused for good, or out of attempts
     SKIPPED = "skipped"  # not sent on purpose: opted out, too late, event gone
+    BOUNCED = "bounced"  # accepted, then bounced (a DSN or a relay's event): replaces sent
+    COMPLAINED = "complained"  # accepted, then reported as spam: replaces sent
 
 
 #: statuses a sender may claim when due (`sending` too, once its lease expired)
@@ -25,7 +27,13 @@ DUE_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.RETRY, DeliveryStatus.UNC
 #: statuses that are not final
 OPEN_STATUSES = (*DUE_STATUSES[:1], DeliveryStatus.SENDING, *DUE_STATUSES[1:])
 #: statuses that are final
-FINAL_STATUSES = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
+FINAL_STATUSES = (
+    DeliveryStatus.SENT,
+    DeliveryStatus.FAILED,
+    DeliveryStatus.SKIPPED,
+    DeliveryStatus.BOUNCED,
+    DeliveryStatus.COMPLAINED,
+)
 
 
 class AlertKind(StrEnum):

@@ -72,7 +72,7 @@ subscribers = Table(
     Column("countries", String(400), nullable=False, server_default=""),
     Column("topics", String(2000), nullable=False, server_default=""),
     Column("follows_all", Boolean, nullable=False, server_default="0"),
-    # pending | active | unsubscribed | bounced
+    # pending | active | unsubscribed | bounced | complained
     Column("status", String(16), nullable=False),
     Column("consent_at", UTCDateTime, nullable=True),
     Column("consent_source", String(200), nullable=False, server_default=""),
@@ -128,7 +128,7 @@ deliveries = Table(
     Column(
         "subscriber_id", BigId, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
     ),
-    # pending | sending | sent | retry | failed | uncertain | skipped
+    # pending | sending | sent | retry | failed | uncertain | skipped | bounced | complained
     Column("status", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", UTCDateTime, nullable=False),
@@ -147,3 +147,31 @@ deliveries = Table(
 # the sender's claim query: due work in order
 Index("ix_deliveries_status_next_attempt_at", deliveries.c.status, deliveries.c.next_attempt_at)
 Index("ix_deliveries_subscriber_id", deliveries.c.subscriber_id)
+
+#: Bounce and complaint reports seen after acceptance (mailbox and relay webhooks); the
+#: unique key makes reading the same message or replaying the same event count once.
+bounce_reports = Table(
+    "bounce_reports",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    # "maildir:NAME#i", "imap:FOLDER:UIDVALIDITY:UID#i", "mailgun:EVENT-ID", ...
+    Column("key", String(300), nullable=False, unique=True),
+    Column("source", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),  # hard | soft | complaint | other
+    Column("email", String(320), nullable=True),
+    Column("delivery_id", BigId, nullable=True),
+    Column("subscriber_id", BigId, nullable=True),
+    Column("status_code", String(16), nullable=True),  # enhanced status, e.g. 5.1.1
+    Column("smtp_code", Integer, nullable=True),
+    Column("diagnostic", Text, nullable=False, server_default=""),
+    # suppressed | unsubscribed | counted | already recorded | unmatched | ignored
+    Column("action", String(32), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+)
+Index("ix_bounce_reports_received_at", bounce_reports.c.received_at)
+Index(
+    "ix_bounce_reports_subscriber_id_kind",
+    bounce_reports.c.subscriber_id,
+    bounce_reports.c.kind,
+    bounce_reports.c.received_at,
+)

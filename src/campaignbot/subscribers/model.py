@@ -31,12 +31,18 @@ class SubscriberStatus(StrEnum):
     ACTIVE = "active"
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
+    COMPLAINED = "complained"  # reported our mail as spam: unsubscribed at once
     SUPPRESSED = "suppressed"  # do not contact: kept by `subscribers suppress`, never re-added
 
 
 #: Statuses an import or a repeated sign-up must never change.
 FINAL_STATUSES = frozenset(
-    {SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.SUPPRESSED}
+    {
+        SubscriberStatus.UNSUBSCRIBED,
+        SubscriberStatus.BOUNCED,
+        SubscriberStatus.COMPLAINED,
+        SubscriberStatus.SUPPRESSED,
+    }
 )
 
 

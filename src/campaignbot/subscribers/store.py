@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from campaignbot.campaign.model import Audience
 from campaignbot.errors import InvalidInputError, StoreError
 from campaignbot.storage.database import Database
-from campaignbot.storage.tables import subscribers
+from campaignbot.storage.tables import bounce_reports, subscribers
 from campaignbot.subscribers.model import (
     FINAL_STATUSES,
     Subscriber,
@@ -308,9 +308,19 @@ class SubscriberStore:
         return [s async for s in self.iterate(status=status, country=country, topic=topic)]
 
     async def remove(self, email: str) -> bool:
-        """Delete the subscriber (their deliveries cascade); False if unknown."""
+        """Delete the subscriber (their deliveries cascade, their bounce reports go too);
+        False if unknown."""
+        key = email_key(email)
         async with self._begin() as conn:
-            query = delete(subscribers).where(subscribers.c.email_key == email_key(email))
+            # erasure: the bounce reports name the address too
+            reports = bounce_reports.c
+            mine = select(subscribers.c.id).where(subscribers.c.email_key == key)
+            await conn.execute(
+                delete(bounce_reports).where(
+                    or_(reports.subscriber_id.in_(mine), func.lower(reports.email) == key)
+                )
+            )
+            query = delete(subscribers).where(subscribers.c.email_key == key)
             return (await conn.execute(query)).rowcount > 0
 
     async def set_status(

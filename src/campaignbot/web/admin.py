@@ -14,7 +14,9 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
+
+from campaignbot.web.dashboard.context import DashboardContext
 
 Report = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
 
@@ -28,10 +30,13 @@ class AdminContext:
     #: scheduler, database and transport, with details
     health: Report
     metrics: Callable[[], Awaitable[bytes]]
+    #: the organizer dashboard (`/admin`) and the API (`/api`); None leaves them out
+    dashboard: DashboardContext | None = None
 
 
 def create_admin_app(ctx: AdminContext) -> Starlette:
-    """The admin Starlette app: `/livez`, `/readyz`, `/healthz`, `/metrics`."""
+    """The admin Starlette app: `/livez`, `/readyz`, `/healthz`, `/metrics`, and with a
+    dashboard context `/admin` (login) and `/api` (bearer tokens)."""
 
     async def livez(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -47,10 +52,18 @@ def create_admin_app(ctx: AdminContext) -> Starlette:
     async def metrics(request: Request) -> Response:
         return Response(await ctx.metrics(), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/livez", livez, methods=["GET"], name="livez"),
         Route("/readyz", readyz, methods=["GET"], name="readyz"),
         Route("/healthz", healthz, methods=["GET"], name="healthz"),
         Route("/metrics", metrics, methods=["GET"], name="metrics"),
     ]
+    if ctx.dashboard is not None:
+        from campaignbot.web.dashboard.api import create_api_app
+        from campaignbot.web.dashboard.pages import create_dashboard_app
+
+        routes += [
+            Mount("/admin", create_dashboard_app(ctx.dashboard)),
+            Mount("/api", create_api_app(ctx.dashboard)),
+        ]
     return Starlette(routes=routes)

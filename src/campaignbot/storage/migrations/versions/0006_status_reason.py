@@ -1,7 +1,7 @@
 """Why a subscriber is suppressed (`subscribers suppress --reason`).
 
 Revision ID: 0006
-Revises: 0002
+Revises: 0005 (was 0002 before main gained 0005)
 Create Date: 2026-12-02
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | Sequence[str] | None = "0002"
+down_revision: str | Sequence[str] | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
