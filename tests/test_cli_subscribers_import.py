@@ -164,3 +164,21 @@ def test_remove_says_it_erases(env: str) -> None:
     result = run("subscribers", "remove", "ada@example.org")
     assert result.exit_code == 0
     assert "erased" in result.output and "suppress" in result.output
+
+
+def test_export_is_spreadsheet_safe_and_imports_back_unchanged(env: str) -> None:
+    formula = '=HYPERLINK("http://evil.example","click")'
+    assert run("subscribers", "add", "eve@example.org", "--name", formula).exit_code == 0
+    import csv
+    import io
+
+    safe = run("subscribers", "export")
+    assert safe.exit_code == 0, safe.output
+    assert list(csv.reader(io.StringIO(safe.output)))[1][1] == "'" + formula
+    raw = run("subscribers", "export", "--raw")
+    assert list(csv.reader(io.StringIO(raw.output)))[1][1] == formula
+    assert run("subscribers", "remove", "eve@example.org").exit_code == 0
+    path = write_bytes("back.csv", safe.output)
+    assert run("subscribers", "import", str(path)).exit_code == 0
+    [eve] = stored(env)
+    assert eve.name == formula

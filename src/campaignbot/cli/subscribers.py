@@ -30,7 +30,7 @@ from campaignbot.cli.common import (
     run_async,
 )
 from campaignbot.errors import InvalidInputError, Problem
-from campaignbot.subscribers.columns import parse_mapping, sniff_delimiter
+from campaignbot.subscribers.columns import parse_mapping, sniff_delimiter, spreadsheet_safe
 from campaignbot.subscribers.model import (
     CSV_COLUMNS,
     CsvImport,
@@ -358,10 +358,18 @@ def remove(ctx: Context, email: str) -> None:
     help="Which subscribers; the default keeps people who left out of files that may be "
     "imported elsewhere.",
 )
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="Cells exactly as stored (default: a cell starting with = + - @ gets a ' so "
+    "a spreadsheet shows it as text, not a formula).",
+)
 @pass_context
 @handle_errors
-def export(ctx: Context, status: str) -> None:
-    """Write subscribers as CSV to stdout, in the format `subscribers import` reads."""
+def export(ctx: Context, status: str, raw: bool) -> None:
+    """Write subscribers as CSV to stdout, in the format `subscribers import` reads.
+
+    Spreadsheet-safe by default; `import` reads such a file back unchanged."""
     wanted = None if status == "all" else SubscriberStatus(status)
     require_database(ctx)
     writer = csv.writer(sys.stdout, lineterminator="\n")
@@ -371,6 +379,7 @@ def export(ctx: Context, status: str) -> None:
             writer.writerow(CSV_COLUMNS)
             async with contextlib.aclosing(SubscriberStore(db).iterate(status=wanted)) as rows:
                 async for subscriber in rows:
-                    writer.writerow(csv_row(subscriber))
+                    cells = csv_row(subscriber)
+                    writer.writerow(cells if raw else [spreadsheet_safe(c) for c in cells])
 
     run_async(write_all())

@@ -14,7 +14,7 @@ from babel import Locale, UnknownLocaleError
 from email_validator import EmailNotValidError, validate_email
 
 from campaignbot.errors import InvalidInputError, Problem
-from campaignbot.subscribers.columns import BLOCKLISTED
+from campaignbot.subscribers.columns import BLOCKLISTED, unescape_cell
 from campaignbot.subscribers.columns import parse_header as columns_header
 
 #: The CSV header of `subscribers import` and `subscribers export`, in this order.
@@ -244,7 +244,8 @@ def parse_row(
         raise ValueError(f"expected {expected} fields, got {len(cells)}")
 
     def cell(name: str) -> str:
-        return cells[columns[name]].strip() if name in columns else ""
+        # an export made spreadsheet-safe reads back as it was
+        return unescape_cell(cells[columns[name]].strip()) if name in columns else ""
 
     # Mailchimp splits the name in two
     name = cell("name") or " ".join(p for p in (cell("first_name"), cell("last_name")) if p)
