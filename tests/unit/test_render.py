@@ -6,7 +6,7 @@ import email
 import email.policy
 import re
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from icalendar import Calendar
 
-from campaignbot.campaign.model import Campaign, load_campaign, parse_campaign
+from campaignbot.campaign.model import Campaign, Event, load_campaign, parse_campaign, parse_offset
 from campaignbot.email.render import Recipient, Renderer
 from campaignbot.email.template_check import check_templates
 from campaignbot.email.tokens import LinkSigner
@@ -25,8 +25,10 @@ TEMPLATES = REPO / "templates"
 NOW = datetime(2025, 6, 16, 7, 30, tzinfo=UTC)
 PUBLIC = "https://alerts.example.org"
 SIGNER = LinkSigner("test-secret")
-LOCALES = ["en", "fi", "pl"]
+LOCALES = ["en", "fi", "pl", "et", "lv", "lt"]
 TOMORROW = {"en": "Tomorrow", "fi": "Huomenna", "pl": "Jutro"}
+#: the subject's separator: Finnish (and the others) use a spaced en dash
+DASH = {"en": " — ", "fi": " – ", "pl": " – "}
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +39,14 @@ def campaign() -> Campaign:
 @pytest.fixture(scope="module")
 def renderer(campaign: Campaign) -> Renderer:
     return Renderer(TEMPLATES, campaign, signer=SIGNER, public_url=PUBLIC)
+
+
+def due(event: Event, reminder: str) -> datetime:
+    """When `reminder` of the timed `event` is due (the phrase is computed from it)."""
+    assert isinstance(event.when, datetime)
+    offset = parse_offset(reminder)
+    start = event.when if event.when.tzinfo else event.when.replace(tzinfo=event.timezone)
+    return start.astimezone(event.timezone) - timedelta(days=offset.days) - offset.duration
 
 
 def recipient(
@@ -76,18 +86,19 @@ def calendar_of(msg: EmailMessage) -> tuple[EmailMessage, Calendar]:
     return part, Calendar.from_ical(part.get_content())
 
 
-@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("locale", LOCALES[:3])
 def test_an_alert_has_every_header_and_part(
     renderer: Renderer, campaign: Campaign, locale: str
 ) -> None:
     event = campaign.event("fi-final-vote")
-    msg = parse(renderer.render_alert(event, "1d", recipient(locale), now=NOW, sequence=1))
+    now = due(event, "1d")
+    msg = parse(renderer.render_alert(event, "1d", recipient(locale), now=now, sequence=1))
     title = event.title[locale]
 
-    assert msg["Subject"] == f"{TOMORROW[locale]} — {title}"
-    assert msg["From"] == "Mine Ban Alerts <alerts@example.org>"
+    assert msg["Subject"] == f"{TOMORROW[locale]}{DASH[locale]}{title}"
+    assert msg["From"] == campaign.campaign.sender_name_for(locale) + " <alerts@example.org>"
     assert msg["To"] == "Anna Virtanen <anna@example.com>"
-    assert parsedate_to_datetime(msg["Date"]) == NOW
+    assert parsedate_to_datetime(msg["Date"]) == now
     assert msg["Message-ID"].startswith("<") and msg["Message-ID"].endswith("@example.org>")
     assert msg["List-Id"] == "<stay-in-the-mine-ban-treaty.example.org>"
     unsubscribe = msg["List-Unsubscribe"]
@@ -194,15 +205,15 @@ def test_each_message_gets_its_own_id_and_links(renderer: Renderer, campaign: Ca
 def test_the_reminder_is_a_localized_relative_phrase(
     renderer: Renderer, campaign: Campaign, locale: str, reminder: str, phrase: str
 ) -> None:
-    msg = parse(
-        renderer.render_alert(campaign.event("fi-final-vote"), reminder, recipient(locale), now=NOW)
-    )
-    assert msg["Subject"].startswith(f"{phrase} — ")
+    event = campaign.event("fi-final-vote")
+    msg = parse(renderer.render_alert(event, reminder, recipient(locale), now=due(event, reminder)))
+    assert msg["Subject"].startswith(f"{phrase}{DASH[locale]}")
     assert f"{phrase}:" in text_of(msg, "plain")
 
 
 def test_the_day_of_an_all_day_event_is_today(renderer: Renderer, campaign: Campaign) -> None:
-    msg = parse(renderer.render_alert(campaign.event("baltic-deposit"), "0", recipient(), now=NOW))
+    day = datetime(2025, 6, 27, 13, tzinfo=UTC)  # 09:00 in New York, the event's zone
+    msg = parse(renderer.render_alert(campaign.event("baltic-deposit"), "0", recipient(), now=day))
     assert msg["Subject"].startswith("Today — ")
 
 
@@ -251,8 +262,9 @@ def test_a_missing_locale_file_falls_back_to_the_default(
     shutil.copytree(TEMPLATES, templates)
     (templates / "alert" / "fi.html.j2").unlink()
     renderer = Renderer(templates, campaign, signer=SIGNER, public_url=PUBLIC)
-    msg = parse(renderer.render_alert(campaign.event("msp-22"), "1d", recipient("fi"), now=NOW))
-    assert msg["Subject"].startswith("Huomenna — ")
+    event = campaign.event("msp-22")
+    msg = parse(renderer.render_alert(event, "1d", recipient("fi"), now=due(event, "1d")))
+    assert msg["Subject"].startswith("Huomenna – ")
     assert "Aika:" in text_of(msg, "plain")
     page = text_of(msg, "html")
     assert '<html lang="en">' in page and "When" in page
@@ -264,9 +276,10 @@ def test_a_missing_locale_file_falls_back_to_the_default(
 def test_regional_and_unknown_locales_use_the_closest_templates(
     renderer: Renderer, campaign: Campaign, locale: str, used: str
 ) -> None:
-    msg = parse(renderer.render_alert(campaign.event("msp-22"), "1d", recipient(locale), now=NOW))
+    event = campaign.event("msp-22")
+    msg = parse(renderer.render_alert(event, "1d", recipient(locale), now=due(event, "1d")))
     assert f'<html lang="{used}">' in text_of(msg, "html")
-    assert msg["Subject"].startswith(f"{TOMORROW[used]} — ")
+    assert msg["Subject"].startswith(f"{TOMORROW[used]}{DASH[used]}")
 
 
 def _hostile_campaign() -> Campaign:
@@ -299,7 +312,7 @@ def test_no_header_can_be_injected(tmp_path: Path) -> None:
     assert b"\r\nBcc:" not in header_block and b"\r\nX-Evil" not in header_block
     msg = parse(renderer.render_alert(campaign.events[0], "1d", to, now=NOW))
     assert msg["Bcc"] is None and msg["X-Evil"] is None
-    assert msg["Subject"] == "Tomorrow — Vote Bcc: victim@example.com"
+    assert msg["Subject"] == "In 258 days — Vote Bcc: victim@example.com"
     assert msg["To"].addresses[0].display_name == "Eve Bcc: victim@example.com X-Evil: 1"
     assert msg["To"].addresses[0].addr_spec == "anna@example.com"
 
@@ -337,7 +350,7 @@ def test_html_escapes_subscriber_data(renderer: Renderer, campaign: Campaign) ->
     assert "<script>x()</script>" in text_of(msg, "plain")  # plain text is not HTML
 
 
-@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("locale", LOCALES[:3])
 @pytest.mark.parametrize(
     ("change", "status", "word"),
     [
@@ -366,7 +379,7 @@ def test_a_notice_tells_the_change_with_an_updated_calendar(
             event, change, recipient(locale), now=NOW, sequence=3, previous_when=previous
         )
     )
-    assert msg["Subject"] == f"{word[locale]} — {event.title[locale]}"
+    assert msg["Subject"] == f"{word[locale]}{DASH[locale]}{event.title[locale]}"
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     part, cal = calendar_of(msg)
     assert part.get_filename() == "msp-22.ics"
@@ -447,7 +460,7 @@ def test_check_reports_a_syntax_error_with_file_and_line(
     tmp_path: Path, campaign: Campaign
 ) -> None:
     templates = _copy(tmp_path)
-    path = templates / "notice" / "pl.txt.j2"
+    path = templates / "layout" / "notice.txt.j2"
     lines = path.read_text().splitlines()
     lines[3] = "{{ subscriber.name ) }}"  # line 4
     path.write_text("\n".join(lines) + "\n")
@@ -460,7 +473,7 @@ def test_check_reports_an_undefined_variable_with_file_and_line(
     tmp_path: Path, campaign: Campaign
 ) -> None:
     templates = _copy(tmp_path)
-    path = templates / "alert" / "fi.html.j2"
+    path = templates / "layout" / "alert.html.j2"
     source = path.read_text()
     line = source.splitlines().index("{{ heading(event.title) }}") + 1
     path.write_text(source.replace("{{ heading(event.title) }}", "{{ heading(evnt.title) }}"))
@@ -470,7 +483,7 @@ def test_check_reports_an_undefined_variable_with_file_and_line(
 
 def test_check_reports_an_error_in_a_shared_partial(tmp_path: Path, campaign: Campaign) -> None:
     templates = _copy(tmp_path)
-    path = templates / "footer" / "en.txt.j2"
+    path = templates / "layout" / "footer.txt.j2"
     path.write_text("\n\n{{ unsubscribe_link }}\n")
     problems = check_templates(_settings(templates), campaign)
     assert [p.file for p in problems] == [f"{path}:3"]

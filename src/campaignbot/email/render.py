@@ -12,7 +12,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
@@ -33,12 +33,21 @@ from jinja2 import (
 from jinja2.sandbox import SandboxedEnvironment
 
 from campaignbot.campaign.model import Campaign, Event, Status, localize, parse_offset
-from campaignbot.email.calendar import event_ics, event_url
-from campaignbot.email.i18n import When, babel_locale, format_when, relative_phrase, zone
+from campaignbot.email.calendar import attachment_method, event_ics, event_url
+from campaignbot.email.i18n import (
+    When,
+    babel_locale,
+    format_venue_time,
+    format_when,
+    relative_phrase,
+    zone,
+    zone_name,
+)
 from campaignbot.email.mime import (
     AUTO,
     B64,
     CALENDAR,
+    CALENDAR_CANCEL,
     ONE_CLICK,
     Header,
     Wire,
@@ -110,6 +119,10 @@ class EventView:
     action: ActionView | None
     links: tuple[str, ...]
     url: str
+    #: the event's own wall time ("10:00") and its zone's name ("Central European
+    #: Time") when the reader's zone shows another time; "" otherwise and all-day
+    venue_time: str = ""
+    venue_zone: str = ""
 
 
 @dataclass(frozen=True)
@@ -122,12 +135,20 @@ class ReminderView:
 
 @dataclass(frozen=True)
 class CampaignView:
+    """`campaign` in templates, in the subscriber's locale."""
+
     name: str
     sender: str
     sender_name: str
     sender_email: str
     default_locale: str
     url: str
+    #: the organisation's name and postal address for the footer ("" when unset)
+    organization: str = ""
+    privacy_url: str = ""
+    #: the public calendar feed, to download (https) and to subscribe to (webcal)
+    feed_url: str = ""
+    webcal_url: str = ""
 
 
 def _slug(text: str) -> str:
@@ -204,18 +225,38 @@ class Renderer:
         self._sender = info.sender_address
         self._domain = self._sender.domain
         self._list_id = Header("List-Id", f"<{_slug(info.name)}.{self._domain}>")
-        self._from = mailbox("From", self._sender.display_name, self._sender.addr_spec)
-        self._campaign_view = CampaignView(
-            name=info.name,
-            sender=str(self._sender),
-            sender_name=self._sender.display_name,
-            sender_email=self._sender.addr_spec,
-            default_locale=info.default_locale,
-            url=self._public_url,
-        )
+        self._views: dict[str, tuple[CampaignView, Header]] = {}
         self._templates: dict[tuple[str, str, str], tuple[Template, str, bool]] = {}
         self._cache: dict[tuple[Any, ...], Any] = {}
         self._last_date: tuple[datetime, bytes] | None = None
+
+    def campaign_view(self, locale: str) -> CampaignView:
+        """`campaign` for templates in `locale`: its name, sender and footer texts."""
+        return self._localized(locale)[0]
+
+    def _localized(self, locale: str) -> tuple[CampaignView, Header]:
+        """The campaign view and the From: header for `locale`, built once each."""
+        found = self._views.get(locale)
+        if found is None:
+            info = self.campaign.campaign
+            sender_name = info.sender_name_for(locale)
+            feed = f"{self._public_url}/events.ics"
+            lang = locale.replace("-", "_").split("_")[0]
+            view = CampaignView(
+                name=info.name_for(locale),
+                sender=str(self._sender),
+                sender_name=sender_name,
+                sender_email=self._sender.addr_spec,
+                default_locale=info.default_locale,
+                url=self._public_url,
+                organization=info.organization_for(locale),
+                privacy_url=info.privacy_link(self._public_url),
+                feed_url=f"{feed}?lang={lang}",
+                webcal_url="webcal://" + feed.split("://", 1)[-1] + f"?lang={lang}",
+            )
+            sender = mailbox("From", sender_name, self._sender.addr_spec)
+            found = self._views[locale] = (view, sender)
+        return found
 
     # --- public API -------------------------------------------------------------
 
@@ -223,7 +264,7 @@ class Renderer:
         self, event: Event, reminder: str, to: Recipient, *, now: datetime, sequence: int = 0
     ) -> EmailMessage:
         """The reminder `reminder` ("1d", "0", ...) of `event` for one subscriber."""
-        shared = self._alert_shared(event, reminder, to)
+        shared = self._alert_shared(event, reminder, to, now)
         return self._event_message("alert", event, shared, event.status, to, now, sequence)
 
     def render_notice(
@@ -252,7 +293,7 @@ class Renderer:
             "alert",
             event,
             (reminder,),
-            lambda: (self._alert_shared(event, reminder, to), event.status),
+            lambda: (self._alert_shared(event, reminder, to, now), event.status),
             to,
             now,
             sequence,
@@ -283,7 +324,7 @@ class Renderer:
         """The double opt-in email with the signed confirm link."""
         context = {
             "subscriber": to,
-            "campaign": self._campaign_view,
+            "campaign": self.campaign_view(to.locale),
             "confirm_url": build_link(
                 self._public_url, "confirm", self._signer.sign("confirm", to.id)
             ),
@@ -293,11 +334,13 @@ class Renderer:
 
     # --- context ------------------------------------------------------------------
 
-    def _alert_shared(self, event: Event, reminder: str, to: Recipient) -> dict[str, Any]:
+    def _alert_shared(
+        self, event: Event, reminder: str, to: Recipient, now: datetime
+    ) -> dict[str, Any]:
         fmt = self._format_locale("alert", to.locale)
         return {
             "event": self._event_view(event, to, fmt, event.status),
-            "reminder": self._reminder_view(reminder, fmt, all_day=event.all_day),
+            "reminder": self._reminder_view(reminder, fmt, event, now),
         }
 
     def _notice_shared(
@@ -335,7 +378,7 @@ class Renderer:
         sign, base = self._signer.sign, self._public_url
         return {
             "subscriber": to,
-            "campaign": self._campaign_view,
+            "campaign": self.campaign_view(to.locale),
             "unsubscribe_url": build_link(base, "unsubscribe", sign("unsubscribe", to.id)),
             "preferences_url": build_link(base, "preferences", sign("preferences", to.id)),
             "calendar_url": build_link(base, "calendar", sign("calendar", to.id)),
@@ -367,7 +410,12 @@ class Renderer:
             return hit[1]  # type: ignore[no-any-return]
         default = self.campaign.campaign.default_locale
         moment = _in_zone(event.when, event)
-        when = format_when(moment, self._locale(fmt), self._zone(to.timezone))
+        locale, reader = self._locale(fmt), self._zone(to.timezone)
+        when = format_when(moment, locale, reader)
+        venue_time = venue_zone = ""
+        if isinstance(moment, datetime):
+            venue_time = format_venue_time(moment, locale, event.timezone, reader)
+            venue_zone = zone_name(moment, event.timezone, locale) if venue_time else ""
         action = None
         if event.action is not None:
             action = ActionView(localize(event.action.text, to.locale, default), event.action.url)
@@ -384,18 +432,25 @@ class Renderer:
             action=action,
             links=event.links,
             url=event_url(event) or self._public_url,
+            venue_time=venue_time,
+            venue_zone=venue_zone,
         )
         return self._store(key, (event, view))[1]  # type: ignore[no-any-return]
 
-    def _reminder_view(self, reminder: str, locale: str, *, all_day: bool) -> ReminderView:
-        key = ("reminder", reminder, locale, all_day)
+    def _reminder_view(
+        self, reminder: str, locale: str, event: Event, now: datetime
+    ) -> ReminderView:
+        days, lead = _lead(event, now)
+        key = ("reminder", reminder, locale, event.all_day, days, lead // _MINUTE)
         hit = self._cached(key)
         if hit is None:
             try:
                 offset = parse_offset(reminder)
             except ValueError as err:
                 raise InvalidInputError(f"reminder: {err}") from None
-            phrase = relative_phrase(offset, self._locale(locale), all_day=all_day)
+            phrase = relative_phrase(
+                offset, self._locale(locale), all_day=event.all_day, days=days, lead=lead
+            )
             hit = self._store(key, ReminderView(offset.label, phrase))
         return hit  # type: ignore[no-any-return]
 
@@ -432,7 +487,8 @@ class Renderer:
             )
             disposition = Header("Content-Disposition", f'attachment; filename="{event.id}.ics"')
             hit = self._store(key, (event, base64_lines(data), disposition))
-        return mime_part(CALENDAR, B64, hit[1], hit[2])
+        content_type = CALENDAR_CANCEL if attachment_method(status) == "CANCEL" else CALENDAR
+        return mime_part(content_type, B64, hit[1], hit[2])
 
     # --- templates ----------------------------------------------------------------
 
@@ -548,7 +604,7 @@ class Renderer:
         def render(probes: ProbeSet) -> tuple[str, str, str]:
             context: dict[str, Any] = {
                 "subscriber": probes.subscriber,
-                "campaign": self._campaign_view,
+                "campaign": self.campaign_view(to.locale),
                 **shared,
             }
             for slot in TOKENS:
@@ -570,7 +626,7 @@ class Renderer:
             "msgid": _mark("Message-ID"),
             "unsub": _mark("List-Unsubscribe"),
         }
-        headers = self._headers(*marks.values())
+        headers = self._headers(*marks.values(), locale=to.locale)
         attachment = self._ics(event, to.locale, now, sequence, status)
         data = as_wire(build_message(headers, _TEXT_MARK, _HTML_MARK, attachment))
         markers = {name: fold_line(header) for name, header in marks.items()}
@@ -626,6 +682,7 @@ class Renderer:
             Header("Date", format_datetime(_aware(now))),
             Header("Message-ID", make_msgid(domain=self._domain)),
             None if unsubscribe_url is None else _list_unsubscribe(unsubscribe_url),
+            locale=to.locale,
         )
         return build_message(headers, qp(text), qp(html), attachment)
 
@@ -636,10 +693,19 @@ class Renderer:
         return header  # type: ignore[no-any-return]
 
     def _headers(
-        self, subject: Header, to: Header, date: Header, message_id: Header, unsub: Header | None
+        self,
+        subject: Header,
+        to: Header,
+        date: Header,
+        message_id: Header,
+        unsub: Header | None,
+        *,
+        locale: str,
     ) -> list[Header]:
-        """Every header before MIME-Version, in order (the fast path relies on it)."""
-        headers = [subject, self._from, to, date, message_id, self._list_id]
+        """Every header before MIME-Version, in order (the fast path relies on it);
+        From: carries the sender's display name in the subscriber's language."""
+        sender = self._localized(locale)[1]
+        headers = [subject, sender, to, date, message_id, self._list_id]
         if unsub is not None:
             headers += [unsub, ONE_CLICK, AUTO]
         return headers
@@ -682,6 +748,21 @@ def _in_zone(moment: datetime | date, event: Event) -> datetime | date:
     if isinstance(moment, datetime) and moment.tzinfo is None:
         return moment.replace(tzinfo=event.timezone)
     return moment
+
+
+_MINUTE = timedelta(minutes=1)
+
+
+def _lead(event: Event, now: datetime) -> tuple[int, timedelta]:
+    """Calendar days (in the event's zone) and exact time from `now` to the event."""
+    tz = event.timezone
+    today = _aware(now).astimezone(tz).date()
+    if isinstance(event.when, datetime):
+        start = _in_zone(event.when, event)
+        assert isinstance(start, datetime)
+        return (start.astimezone(tz).date() - today).days, start - _aware(now)
+    midnight = datetime.combine(event.when, datetime.min.time(), tz)
+    return (event.when - today).days, midnight - _aware(now)
 
 
 def _aware(moment: datetime) -> datetime:

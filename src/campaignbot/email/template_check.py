@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, time, timedelta
 from typing import Any
 
 from jinja2 import TemplateSyntaxError
 
-from campaignbot.campaign.model import Campaign, Status
+from campaignbot.campaign.model import Campaign, Event, Status, parse_offset
 from campaignbot.email.render import (
     CHANGES,
     KINDS,
@@ -45,7 +46,7 @@ def _sample_renders(renderer: Renderer, locale: str) -> Iterator[tuple[str, dict
             {
                 **renderer._personal(to),
                 "event": renderer._event_view(event, to, fmt, event.status),
-                "reminder": renderer._reminder_view(reminder, fmt, all_day=event.all_day),
+                "reminder": renderer._reminder_view(reminder, fmt, event, _due(event, reminder)),
             },
         )
         fmt = _format_locale_or(renderer, "notice", locale)
@@ -65,10 +66,20 @@ def _sample_renders(renderer: Renderer, locale: str) -> Iterator[tuple[str, dict
         "confirm",
         {
             "subscriber": to,
-            "campaign": renderer._campaign_view,
+            "campaign": renderer.campaign_view(locale),
             "confirm_url": f"{renderer._public_url}/confirm?t=TOKEN",
         },
     )
+
+
+def _due(event: Event, reminder: str) -> datetime:
+    """About when `reminder` of `event` goes out (for a sample phrase)."""
+    offset = parse_offset(reminder)
+    if isinstance(event.when, datetime):
+        start = event.when if event.when.tzinfo else event.when.replace(tzinfo=event.timezone)
+    else:
+        start = datetime.combine(event.when, time(9), event.timezone)
+    return start - timedelta(days=offset.days) - offset.duration
 
 
 def check_templates(settings: Settings, campaign: Campaign) -> list[Problem]:
