@@ -202,9 +202,8 @@ def _real_lead(days: int, lead: timedelta, locale: Locale, *, all_day: bool) -> 
         return in_units(days, "day", locale)
     if all_day or lead <= timedelta(minutes=1):
         return in_units(0, "day" if all_day else "minute", locale)
-    hours = round(lead.total_seconds() / 3600)
-    if hours >= 1:
-        return in_units(hours, "hour", locale)
+    if lead >= timedelta(hours=1):
+        return in_units(round(lead.total_seconds() / 3600), "hour", locale)
     return in_units(max(1, round(lead.total_seconds() / 60)), "minute", locale)
 
 
