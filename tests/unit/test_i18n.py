@@ -138,7 +138,7 @@ def test_a_new_subscriber_gets_a_zone_from_country_or_language(
 def test_the_event_time_is_shown_beside_the_readers_time() -> None:
     moment = datetime(2026, 12, 7, 10, tzinfo=ZoneInfo("Europe/Zurich"))
     geneva, helsinki = ZoneInfo("Europe/Zurich"), ZoneInfo("Europe/Helsinki")
-    assert format_venue_time(moment, babel_locale("fi"), geneva, helsinki) == "10.00"
+    assert format_venue_time(moment, babel_locale("fi"), geneva, helsinki) == "klo 10.00"
     assert format_venue_time(moment, babel_locale("fi"), geneva, geneva) == ""
     assert "11.00" in format_when(moment, babel_locale("fi"), helsinki).text
 
@@ -150,6 +150,7 @@ def test_the_event_time_is_shown_beside_the_readers_time() -> None:
         ("et", "esmaspäev, 7. detsember 2026 kell 11:00"),
         ("lv", "pirmdiena, 2026. gada 7. decembris, plkst. 11:00"),
         ("lt", "2026 m. gruodžio 7 d., pirmadienis, 11:00"),
+        ("en", "Monday, 7 December 2026 at 11:00"),
     ],
 )
 def test_dates_read_naturally(locale: str, expected: str) -> None:
@@ -170,3 +171,11 @@ def test_encoded_words_are_at_most_75_characters(length: int) -> None:
         words = _WORDS.findall(wire)
         assert words, wire
         assert max(len(w) for w in words) <= 75, wire
+
+
+def test_a_polish_date_has_its_year_mark() -> None:
+    from datetime import date
+
+    assert format_when(date(2025, 12, 27), babel_locale("pl"), ZoneInfo("UTC")).text == (
+        "sobota, 27 grudnia 2025 r."
+    )

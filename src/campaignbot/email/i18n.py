@@ -28,10 +28,15 @@ from babel.dates import (
 
 from campaignbot.campaign.model import Offset
 
+#: a bare language's formats where its CLDR default misses the campaign's readers:
+#: English for Europeans reads "Monday 7 December 2026 at 11:00", not "11:00 AM"
+_REGION = {"en": "en_GB"}
+
 
 @lru_cache(maxsize=256)
 def babel_locale(name: str, fallback: str = "en") -> Locale:
     """`name` as a Babel Locale ("fi", "fi_FI", "pt-BR"); unknown names give `fallback`."""
+    name = _REGION.get(name, name)
     for candidate in (name, name.replace("-", "_").split("_")[0], fallback, "en"):
         try:
             return Locale.parse(candidate.replace("-", "_"))
@@ -63,11 +68,21 @@ class When:
 # "czwartek, 19 czerwca 2025 r., godz. 10:00", "neljapäev, 19. juuni 2025 kell 10:00"
 _COMBOS = {
     "en": "{1} 'at' {0}",
-    "pl": "{1} 'r., godz.' {0}",
+    "pl": "{1}, 'godz.' {0}",
     "et": "{1} 'kell' {0}",
     "lv": "{1}, 'plkst.' {0}",
     "lt": "{1}, {0}",
 }
+
+
+#: after a date with its year, Polish writes "r." ("27 grudnia 2025 r.")
+_YEAR_MARK = {"pl": " 'r.'"}
+#: a time on its own: Finnish says "klo 10.00"
+_CLOCK = {"fi": "'klo' "}
+
+
+def _date_pattern(locale: Locale) -> str:
+    return locale.date_formats["full"].pattern + _YEAR_MARK.get(locale.language, "")
 
 
 def _datetime_pattern(locale: Locale) -> str:
@@ -76,7 +91,7 @@ def _datetime_pattern(locale: Locale) -> str:
     combo = _COMBOS.get(locale.language) or str(
         combos.get("full") or locale.datetime_formats["full"]
     )
-    return combo.replace("{1}", locale.date_formats["full"].pattern).replace(
+    return combo.replace("{1}", _date_pattern(locale)).replace(
         "{0}", locale.time_formats["short"].pattern
     )
 
@@ -95,11 +110,11 @@ def zone_name(moment: datetime, tz: ZoneInfo, locale: Locale) -> str:
 def format_when(moment: datetime | date, locale: Locale, tz: ZoneInfo) -> When:
     """A timed moment in `tz` with its zone's name; a date as itself (never shifted)."""
     if not isinstance(moment, datetime):
-        text = format_date(moment, "full", locale=locale)
+        text = format_date(moment, _date_pattern(locale), locale=locale)
         return When(date=text, time="", timezone="", text=text)
     local = moment.astimezone(tz)
     zone_name = get_timezone_name(local, "long", locale=locale)
-    day = format_date(local.date(), "full", locale=locale)
+    day = format_date(local.date(), _date_pattern(locale), locale=locale)
     clock = format_datetime(local, locale.time_formats["short"].pattern, locale=locale)
     combined = format_datetime(local, _datetime_pattern(locale), locale=locale)
     return When(date=day, time=clock, timezone=zone_name, text=f"{combined} ({zone_name})")
@@ -112,7 +127,8 @@ def format_venue_time(moment: datetime, locale: Locale, tz: ZoneInfo, reader: Zo
     if here.utcoffset() == there.utcoffset():
         return ""
     if here.date() == there.date():
-        return format_datetime(there, locale.time_formats["short"].pattern, locale=locale)
+        clock = _CLOCK.get(locale.language, "") + locale.time_formats["short"].pattern
+        return format_datetime(there, clock, locale=locale)
     return format_datetime(there, _datetime_pattern(locale), locale=locale)
 
 
