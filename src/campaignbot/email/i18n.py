@@ -82,7 +82,7 @@ _CLOCK = {"fi": "'klo' "}
 
 
 def _date_pattern(locale: Locale) -> str:
-    return locale.date_formats["full"].pattern + _YEAR_MARK.get(locale.language, "")
+    return str(locale.date_formats["full"].pattern) + _YEAR_MARK.get(locale.language, "")
 
 
 def _datetime_pattern(locale: Locale) -> str:
