@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, time, timedelta
+from datetime import datetime
 from typing import Any
 
 from jinja2 import TemplateSyntaxError
 
 from campaignbot.campaign.model import Campaign, Event, Status, parse_offset
+from campaignbot.campaign.planning import reminder_due
 from campaignbot.email.render import (
     CHANGES,
     KINDS,
@@ -31,6 +32,11 @@ def _format_locale_or(renderer: Renderer, kind: str, locale: str) -> str:
         return locale  # the broken template is reported when it is rendered
 
 
+def _due(renderer: Renderer, event: Event, reminder: str) -> datetime:
+    """When `reminder` of `event` goes out: its phrase is rendered from then."""
+    return reminder_due(event, parse_offset(reminder), renderer.campaign.campaign.send_at)
+
+
 def _sample_renders(renderer: Renderer, locale: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every kind with the context shapes it can get: each event (timed, all-day, with
     and without an action), each change, with and without a previous date."""
@@ -46,7 +52,9 @@ def _sample_renders(renderer: Renderer, locale: str) -> Iterator[tuple[str, dict
             {
                 **renderer._personal(to),
                 "event": renderer._event_view(event, to, fmt, event.status),
-                "reminder": renderer._reminder_view(reminder, fmt, event, _due(event, reminder)),
+                "reminder": renderer._reminder_view(
+                    reminder, fmt, event, _due(renderer, event, reminder)
+                ),
             },
         )
         fmt = _format_locale_or(renderer, "notice", locale)
@@ -70,16 +78,6 @@ def _sample_renders(renderer: Renderer, locale: str) -> Iterator[tuple[str, dict
             "confirm_url": f"{renderer._public_url}/confirm?t=TOKEN",
         },
     )
-
-
-def _due(event: Event, reminder: str) -> datetime:
-    """About when `reminder` of `event` goes out (for a sample phrase)."""
-    offset = parse_offset(reminder)
-    if isinstance(event.when, datetime):
-        start = event.when if event.when.tzinfo else event.when.replace(tzinfo=event.timezone)
-    else:
-        start = datetime.combine(event.when, time(9), event.timezone)
-    return start - timedelta(days=offset.days) - offset.duration
 
 
 def check_templates(settings: Settings, campaign: Campaign) -> list[Problem]:
