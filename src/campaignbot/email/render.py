@@ -12,7 +12,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
@@ -73,7 +73,20 @@ from campaignbot.email.personalize import (
     split_bytes,
 )
 from campaignbot.email.tokens import LinkSigner, build_link
+from campaignbot.email.views import (
+    MINUTE,
+    ActionView,
+    CampaignView,
+    EventView,
+    Recipient,  # re-exported: callers build one to render for
+    ReminderView,
+    aware,
+    in_zone,
+    time_to,
+)
 from campaignbot.errors import InvalidInputError, Problem, TemplateError
+
+__all__ = ["CHANGES", "KINDS", "PARTS", "Recipient", "Renderer", "Shape"]
 
 KINDS = ("alert", "notice", "confirm")
 PARTS = ("subject", "txt", "html")
@@ -84,71 +97,6 @@ _PERSONAL = frozenset(
     {"subscriber", "unsubscribe_url", "preferences_url", "calendar_url", "confirm_url"}
 )
 _CACHE_LIMIT = 20_000
-
-
-@dataclass(frozen=True)
-class Recipient:
-    """The subscriber fields rendering needs."""
-
-    id: int
-    email: str
-    name: str
-    locale: str
-    timezone: str
-
-
-@dataclass(frozen=True)
-class ActionView:
-    text: str
-    url: str
-
-
-@dataclass(frozen=True)
-class EventView:
-    """`event` in templates: texts in the subscriber's locale, dates in their zone."""
-
-    id: str
-    title: str
-    summary: str
-    status: str
-    all_day: bool
-    date: str
-    time: str
-    timezone: str
-    when: str
-    action: ActionView | None
-    links: tuple[str, ...]
-    url: str
-    #: the event's own wall time ("10:00") and its zone's name ("Central European
-    #: Time") when the reader's zone shows another time; "" otherwise and all-day
-    venue_time: str = ""
-    venue_zone: str = ""
-
-
-@dataclass(frozen=True)
-class ReminderView:
-    """`reminder` in templates: the offset label and a phrase like "tomorrow"."""
-
-    label: str
-    phrase: str
-
-
-@dataclass(frozen=True)
-class CampaignView:
-    """`campaign` in templates, in the subscriber's locale."""
-
-    name: str
-    sender: str
-    sender_name: str
-    sender_email: str
-    default_locale: str
-    url: str
-    #: the organisation's name and postal address for the footer ("" when unset)
-    organization: str = ""
-    privacy_url: str = ""
-    #: the public calendar feed, to download (https) and to subscribe to (webcal)
-    feed_url: str = ""
-    webcal_url: str = ""
 
 
 def _slug(text: str) -> str:
@@ -409,7 +357,7 @@ class Renderer:
         if hit is not None and hit[0] is event:
             return hit[1]  # type: ignore[no-any-return]
         default = self.campaign.campaign.default_locale
-        moment = _in_zone(event.when, event)
+        moment = in_zone(event.when, event)
         locale, reader = self._locale(fmt), self._zone(to.timezone)
         when = format_when(moment, locale, reader)
         venue_time = venue_zone = ""
@@ -440,8 +388,8 @@ class Renderer:
     def _reminder_view(
         self, reminder: str, locale: str, event: Event, now: datetime
     ) -> ReminderView:
-        days, lead = _lead(event, now)
-        key = ("reminder", reminder, locale, event.all_day, days, lead // _MINUTE)
+        days, lead = time_to(event, now)
+        key = ("reminder", reminder, locale, event.all_day, days, lead // MINUTE)
         hit = self._cached(key)
         if hit is None:
             try:
@@ -459,7 +407,7 @@ class Renderer:
     ) -> When | None:
         if moment is None:
             return None
-        local = _in_zone(moment, event)
+        local = in_zone(moment, event)
         return format_when(local, self._locale(fmt), self._zone(to.timezone))
 
     def _locale(self, name: str) -> Locale:
@@ -660,7 +608,7 @@ class Renderer:
     def _date_line(self, now: datetime) -> bytes:
         last = self._last_date
         if last is None or last[0] != now:
-            last = self._last_date = (now, fold_line(Header("Date", format_datetime(_aware(now)))))
+            last = self._last_date = (now, fold_line(Header("Date", format_datetime(aware(now)))))
         return last[1]
 
     # --- message ------------------------------------------------------------------
@@ -679,7 +627,7 @@ class Renderer:
         headers = self._headers(
             self._subject(subject),
             mailbox("To", to.name, to.email),
-            Header("Date", format_datetime(_aware(now))),
+            Header("Date", format_datetime(aware(now))),
             Header("Message-ID", make_msgid(domain=self._domain)),
             None if unsubscribe_url is None else _list_unsubscribe(unsubscribe_url),
             locale=to.locale,
@@ -729,7 +677,7 @@ def _mark(name: str) -> Header:
 
 
 def _minute(now: datetime) -> datetime:
-    return _aware(now).astimezone(UTC).replace(second=0, microsecond=0)
+    return aware(now).astimezone(UTC).replace(second=0, microsecond=0)
 
 
 def _list_unsubscribe(url: str) -> Header:
@@ -741,29 +689,3 @@ def _list_unsubscribe(url: str) -> Header:
 def missing_template(folder: Path, kind: str, part: str, default: str) -> Problem:
     name = folder / kind / f"{default}.{part}.j2"
     return Problem(str(name), "", f"missing (every locale falls back to {default!r})")
-
-
-def _in_zone(moment: datetime | date, event: Event) -> datetime | date:
-    """A local (naive) event time is wall time in the event's own zone."""
-    if isinstance(moment, datetime) and moment.tzinfo is None:
-        return moment.replace(tzinfo=event.timezone)
-    return moment
-
-
-_MINUTE = timedelta(minutes=1)
-
-
-def _lead(event: Event, now: datetime) -> tuple[int, timedelta]:
-    """Calendar days (in the event's zone) and exact time from `now` to the event."""
-    tz = event.timezone
-    today = _aware(now).astimezone(tz).date()
-    if isinstance(event.when, datetime):
-        start = _in_zone(event.when, event)
-        assert isinstance(start, datetime)
-        return (start.astimezone(tz).date() - today).days, start - _aware(now)
-    midnight = datetime.combine(event.when, datetime.min.time(), tz)
-    return (event.when - today).days, midnight - _aware(now)
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
