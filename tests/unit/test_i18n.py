@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from campaignbot.campaign.model import parse_offset
 from campaignbot.email.i18n import (
@@ -179,3 +181,16 @@ def test_a_polish_date_has_its_year_mark() -> None:
     assert format_when(date(2025, 12, 27), babel_locale("pl"), ZoneInfo("UTC")).text == (
         "sobota, 27 grudnia 2025 r."
     )
+
+
+@given(amount=st.integers(2, 400), unit=st.sampled_from(["w", "d", "h", "m"]))
+def test_the_offsets_own_number_is_said_never_a_rounded_one(amount: int, unit: str) -> None:
+    offset = parse_offset(f"{amount}{unit}")
+    phrase = relative_phrase(offset, babel_locale("en"), all_day=False)
+    if unit == "d" and amount % 7 == 0:
+        weeks = amount // 7
+        expected = "in a week" if weeks == 1 else f"in {weeks} weeks"
+    else:
+        name = {"w": "week", "d": "day", "h": "hour", "m": "minute"}[unit]
+        expected = f"in {amount} {name}s"
+    assert phrase == expected
