@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import re
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage, MIMEPart
@@ -16,6 +17,7 @@ import pytest
 from campaignbot.campaign.model import LOCALES, Campaign, Event, load_campaign, parse_offset
 from campaignbot.email.render import CHANGES, Recipient, Renderer
 from campaignbot.email.tokens import LinkSigner
+from campaignbot.errors import TemplateError
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES = REPO / "templates"
@@ -126,10 +128,6 @@ def test_every_language_has_every_key(locale: str) -> None:
 
 
 def test_a_missing_key_fails_the_render(tmp_path: Path, campaign: Campaign) -> None:
-    import shutil
-
-    from campaignbot.errors import TemplateError
-
     templates = tmp_path / "templates"
     shutil.copytree(TEMPLATES, templates)
     path = templates / "strings" / "lv.j2"
