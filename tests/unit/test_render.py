@@ -7,6 +7,7 @@ import email.policy
 import re
 import shutil
 from datetime import UTC, datetime, timedelta
+from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -501,3 +502,79 @@ def test_check_reports_a_missing_default_template(tmp_path: Path, campaign: Camp
 def test_check_reports_a_missing_template_folder(tmp_path: Path, campaign: Campaign) -> None:
     problems = check_templates(_settings(tmp_path / "nowhere"), campaign)
     assert len(problems) == 1 and "not found" in problems[0].message
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_the_footer_names_the_organisation_and_links_the_privacy_page(
+    renderer: Renderer, campaign: Campaign, locale: str
+) -> None:
+    organization = campaign.campaign.organization_for(locale)
+    assert organization
+    event = campaign.event("msp-22")
+    for msg in (
+        parse(renderer.render_alert(event, "1d", recipient(locale), now=due(event, "1d"))),
+        parse(renderer.render_confirm(recipient(locale), now=NOW)),
+    ):
+        assert organization in text_of(msg, "plain")
+        assert organization in text_of(msg, "html")
+        assert f"{PUBLIC}/privacy" in text_of(msg, "plain")
+        assert f'href="{PUBLIC}/privacy"' in text_of(msg, "html")
+        assert msg["From"] == f"{campaign.campaign.sender_name_for(locale)} <alerts@example.org>"
+
+
+def test_both_times_are_shown_when_the_zones_differ(renderer: Renderer, campaign: Campaign) -> None:
+    event = campaign.event("msp-22")  # 10:00 in Geneva
+    msg = parse(renderer.render_alert(event, "1d", recipient("en"), now=due(event, "1d")))
+    body = text_of(msg, "plain")
+    assert "When: Monday, 7 December 2026 at 11:00 (Eastern European Standard Time)" in body
+    assert "Local time at the event: 10:00 (Central European Standard Time)" in body
+    assert "10:00 (Central European Standard Time)" in text_of(msg, "html")
+    same = parse(
+        renderer.render_alert(event, "1d", recipient("en", "Europe/Zurich"), now=due(event, "1d"))
+    )
+    assert "Local time at the event" not in text_of(same, "plain")
+
+
+def test_an_alert_links_the_public_feed_by_webcal_and_https(
+    renderer: Renderer, campaign: Campaign
+) -> None:
+    event = campaign.event("msp-22")
+    msg = parse(renderer.render_alert(event, "1d", recipient("fi"), now=due(event, "1d")))
+    page = text_of(msg, "html")
+    assert 'href="webcal://alerts.example.org/events.ics?lang=fi"' in page
+    assert f'href="{PUBLIC}/events.ics?lang=fi"' in page
+    assert "webcal://alerts.example.org/events.ics?lang=fi" in text_of(msg, "plain")
+
+
+def test_a_cancellation_notice_carries_method_cancel(
+    renderer: Renderer, campaign: Campaign
+) -> None:
+    event = campaign.event("msp-22")
+    msg = parse(renderer.render_notice(event, "cancelled", recipient(), now=NOW, sequence=4))
+    part, cal = calendar_of(msg)
+    assert part.get_param("method") == "CANCEL" and str(cal["METHOD"]) == "CANCEL"
+    (vevent,) = cal.walk("VEVENT")
+    assert vevent.decoded("SEQUENCE") == 4 and str(vevent["STATUS"]) == "CANCELLED"
+    assert "X-WR-CALNAME" not in cal
+    assert "removes it" not in text_of(msg, "plain")  # no promise the client may not keep
+    moved = parse(renderer.render_notice(event, "postponed", recipient(), now=NOW, sequence=5))
+    assert calendar_of(moved)[0].get_param("method") == "PUBLISH"
+
+
+def test_a_long_non_ascii_name_gives_encoded_words_of_at_most_75(
+    renderer: Renderer, campaign: Campaign
+) -> None:
+    name = "Łukasz Żółć-Brzęczyszczykiewicz z Szczebrzeszyna"  # over 45 UTF-8 bytes
+    event = campaign.event("msp-22")
+    raw = renderer.render_alert(event, "1d", recipient("pl", name=name), now=NOW).as_bytes()
+    wire = renderer.wire_alert(event, "1d", recipient("pl", name=name), now=NOW).data
+    for data in (raw, wire):
+        head = data.split(b"\r\n\r\n", 1)[0].decode("ascii")
+        words = re.findall(r"=\?[^?]+\?[bBqQ]\?[^?]*\?=", head)
+        assert words and max(len(w) for w in words) <= 75
+        # RFC 2047 6.2: the space between adjacent encoded-words is not text (the
+        # stdlib's address parser keeps it; decode_header follows the RFC)
+        to = re.search(rb"\r\nTo: (.*?)\r\n(?! )", data, re.DOTALL)
+        assert to is not None
+        decoded = str(make_header(decode_header(to.group(1).decode("ascii"))))
+        assert decoded == f"{name} <anna@example.com>"
