@@ -123,7 +123,7 @@ def test_sign_up_confirm_and_unsubscribe_in_a_browser(web_process: WebProcess) -
             page.get_by_label("Language of the emails").select_option("fi")
             page.get_by_role("checkbox", name="Finland", exact=True).check()
             page.get_by_role("button", name="Subscribe").click()
-            expect(page.get_by_role("heading", name="Katso sähköpostisi")).to_be_visible()
+            expect(page.get_by_role("heading", name="Tarkista sähköpostisi")).to_be_visible()
             assert site.status("browser@example.org") == "pending"
 
             site.smtp.wait_for_messages(1)

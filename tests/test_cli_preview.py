@@ -45,7 +45,7 @@ def test_text_shows_headers_then_the_plain_body() -> None:
 def test_reminder_and_locale_can_be_chosen() -> None:
     result = run("fi-final-vote", "--reminder", "1d", "--locale", "pl")
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("Subject: Jutro — Finlandia: ostateczne")
+    assert result.stdout.startswith("Subject: Jutro – Finlandia: ostateczne")
 
 
 def test_html_prints_the_html_part() -> None:
@@ -74,7 +74,10 @@ def test_eml_prints_the_whole_message() -> None:
             ["fi-final-vote", "--reminder", "5d"],
             "error: unknown reminder '5d' for event 'fi-final-vote' (known: 3d, 1d, 2h, 0)",
         ),
-        (["fi-final-vote", "--locale", "de"], "error: unknown locale 'de' (known: en, fi, pl)"),
+        (
+            ["fi-final-vote", "--locale", "de"],
+            "error: unknown locale 'de' (known: en, et, fi, lt, lv, pl)",
+        ),
     ],
 )
 def test_unknown_event_reminder_or_locale_exit_2(args: list[str], message: str) -> None:

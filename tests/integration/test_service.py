@@ -172,7 +172,7 @@ async def test_moving_an_event_sends_one_notice_to_those_already_alerted(
     previously = [line for line in plain_text(notice).splitlines() if "Previously:" in line]
     old = vote.astimezone(ZoneInfo("Europe/Helsinki"))
     assert len(previously) == 1, previously
-    assert format_date(old, format="long", locale="en") in previously[0], previously
+    assert format_date(old, format="long", locale="en_GB") in previously[0], previously
     # future reminders follow the new date; the 1d reminder, already sent, never repeats
     assert service.scheduler.jobs()["fi-vote:0"] == moved
     clock.set(moved - timedelta(hours=23))

@@ -147,7 +147,7 @@ async def test_home_lists_upcoming_events_in_the_visitors_language(site: SiteFac
     assert response.status_code == 200
     html = response.text
     assert '<html lang="fi">' in html
-    assert "Ottawan sopimuksen 22. sopimuspuolten kokous alkaa Genevessä" in html
+    assert "Ottawan sopimuksen sopimusvaltioiden 22. kokous alkaa Genevessä" in html
     assert "maanantai 7. joulukuuta 2026" in html  # Babel, Finnish
     assert "Liettuan ero" not in html  # 2025: already happened
     assert "/events.ics?event=msp-22&amp;lang=fi" in html
@@ -202,7 +202,7 @@ async def test_subscribe_sends_confirmation_and_the_link_activates(site: SiteFac
         "Reader@Example.org", name="Rea Der", locale="fi", countries="FI", topics="elections"
     )
     assert response.status_code == 200
-    assert "Katso sähköpostisi" in response.text
+    assert "Tarkista sähköpostisi" in response.text
     assert await s.status("reader@example.org") is SubscriberStatus.PENDING
 
     await s.smtp.wait_for_messages(1)
@@ -536,7 +536,7 @@ async def test_events_ics_language_and_single_event(site: SiteFactory) -> None:
     one = await s.client.get("/events.ics", params={"event": "msp-22", "lang": "fi"})
     events = Calendar.from_ical(one.content).walk("VEVENT")
     assert [str(e["SUMMARY"]) for e in events] == [
-        "Ottawan sopimuksen 22. sopimuspuolten kokous alkaa Genevessä"
+        "Ottawan sopimuksen sopimusvaltioiden 22. kokous alkaa Genevessä"
     ]
     assert (await s.client.get("/events.ics", params={"event": "nope"})).status_code == 404
     forged = await s.client.get("/events.ics", params={"t": "forged.token"})

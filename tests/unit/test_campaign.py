@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from campaignbot.campaign.model import load_campaign, localize, parse_offset
+from campaignbot.campaign.model import (
+    Campaign,
+    load_campaign,
+    localize,
+    parse_campaign,
+    parse_offset,
+)
 from campaignbot.delivery.event_state import load_snapshot, snapshot
 from campaignbot.errors import ConfigError
 
@@ -169,3 +175,42 @@ audience = { countries = ["FI"], topics = ["votes"] }
         )
     for event in load_campaign(path).events:
         assert load_snapshot(snapshot(event)) == event
+
+
+def _campaign_with(**keys: object) -> Campaign:
+    base: dict[str, object] = {"name": "T", "sender": "A <a@b.org>", "timezone": "UTC"}
+    return parse_campaign({"campaign": {**base, **keys}, "events": []}, source="t.toml")
+
+
+def test_name_sender_name_and_organization_are_per_locale() -> None:
+    info = _campaign_with(
+        name={"en": "Stay", "fi": "Pysytään"},
+        sender_name={"en": "Alerts", "pl": "Powiadomienia"},
+        organization="Network, Street 1, Helsinki",
+    ).campaign
+    assert info.name == "Stay" and info.name_for("fi") == "Pysytään"
+    assert info.name_for("lv") == "Stay"  # falls back to the default locale
+    assert info.sender_name_for("pl_PL") == "Powiadomienia"
+    assert info.organization_for("et") == "Network, Street 1, Helsinki"
+    assert info.privacy_link("https://x.example/") == "https://x.example/privacy"
+    plain = _campaign_with().campaign
+    assert plain.sender_name_for("fi") == "A" and plain.organization_for("fi") == ""
+    assert _campaign_with(privacy_url="https://p.example/").campaign.privacy_link("x") == (
+        "https://p.example/"
+    )
+
+
+@pytest.mark.parametrize(
+    ("keys", "message"),
+    [
+        ({"name": ""}, "t.toml: campaign.name: must not be empty"),
+        ({"name": {"xx": "a"}}, "t.toml: campaign.name: unknown locale 'xx'"),
+        ({"sender_name": "A\nB"}, "t.toml: campaign.sender_name: must be one line"),
+        ({"organization": {"fi": " "}}, "t.toml: campaign.organization: must not be empty"),
+        ({"privacy_url": "ftp://x"}, "t.toml: campaign.privacy_url: not an http(s) URL"),
+    ],
+)
+def test_bad_campaign_texts_are_one_line_errors(keys: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        _campaign_with(**keys)
+    assert str(err.value).startswith(message)

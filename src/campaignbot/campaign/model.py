@@ -31,6 +31,9 @@ _OFFSET_RE = re.compile(r"^(?:0|([1-9][0-9]{0,4})([wdhm]))$")
 _SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes"}
 
+#: the languages the campaign ships in (templates, web pages, event texts)
+LOCALES = ("en", "fi", "pl", "et", "lv", "lt")
+
 
 class Offset(BaseModel):
     """A reminder offset before an event: `"7d"`, `"2h"`, `"0"` (at the event)."""
@@ -216,6 +219,8 @@ class Event(_Strict):
     links: tuple[Annotated[str, AfterValidator(_http_url)], ...] = ()
     reminders: tuple[OffsetField, ...]
     status: Status = Status.SCHEDULED
+    #: how long a timed event lasts, for the calendar's DTEND ("2h", "90m", "1d")
+    duration: OffsetField | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -276,6 +281,16 @@ class Event(_Strict):
         lambda v: [_offset(x) for x in v] if isinstance(v, list | tuple) else v
     )
 
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _check_duration(cls, value: object) -> Offset | None:
+        if value is None:
+            return None
+        offset = _offset(value)
+        if offset.amount == 0:
+            raise ValueError("duration must be longer than 0, like '2h'")
+        return offset
+
     @field_validator("reminders")
     @classmethod
     def _unique_reminders(cls, value: tuple[Offset, ...]) -> tuple[Offset, ...]:
@@ -296,6 +311,13 @@ class Event(_Strict):
             else self.when
         )
 
+    @property
+    def length(self) -> timedelta:
+        """The event's length for calendars: `duration`, else an hour (a day if all-day)."""
+        if self.duration is None:
+            return timedelta(days=1) if self.all_day else timedelta(hours=1)
+        return timedelta(days=self.duration.days) + self.duration.duration
+
     def title_for(self, locale: str, default_locale: str) -> str:
         return localize(self.title, locale, default_locale)
 
@@ -304,10 +326,19 @@ class Event(_Strict):
 
 
 class CampaignInfo(_Strict):
-    """The `[campaign]` table."""
+    """The `[campaign]` table. `name`, `sender_name` and `organization` are a
+    string or a table of locale -> string; `name` reads as the default locale's."""
 
-    name: str
+    model_config = ConfigDict(populate_by_name=True)
+
+    names: LocalizedText = Field(alias="name")
     sender: str
+    #: the display name in From:, per locale; the one in `sender` when unset
+    sender_name: LocalizedText | None = None
+    #: the footer's organisation: name and postal address (CAN-SPAM, bulk senders)
+    organization: LocalizedText | None = None
+    #: the privacy notice; the web app's own /privacy when unset
+    privacy_url: str | None = None
     default_locale: str = "en"
     timezone: ZoneInfo
     send_at: time = time(9, 0)
@@ -315,7 +346,14 @@ class CampaignInfo(_Strict):
     catch_up: OffsetField = parse_offset("6h")
     topics: tuple[Annotated[str, AfterValidator(_topic)], ...] = ()
 
-    _name = field_validator("name")(lambda v: _no_control_chars(v) if v.strip() else _empty())
+    _names = field_validator("names", mode="before")(lambda v: _localized(v))
+    _sender_name = field_validator("sender_name", mode="before")(
+        lambda v: None if v is None else _one_line(_localized(v))
+    )
+    _organization = field_validator("organization", mode="before")(
+        lambda v: None if v is None else _localized(v)
+    )
+    _privacy_url = field_validator("privacy_url")(lambda v: None if v is None else _http_url(v))
     _locale = field_validator("default_locale")(_locale)
     _tz = field_validator("timezone", mode="before")(
         lambda v: v if isinstance(v, ZoneInfo) else _zone(v)
@@ -348,6 +386,31 @@ class CampaignInfo(_Strict):
         return value
 
     @property
+    def name(self) -> str:
+        """The campaign's name in the default locale."""
+        return localize(self.names, self.default_locale, self.default_locale)
+
+    def name_for(self, locale: str) -> str:
+        """The campaign's name in `locale` (falling back like event titles)."""
+        return localize(self.names, locale, self.default_locale)
+
+    def sender_name_for(self, locale: str) -> str:
+        """The From: display name in `locale`; the name in `sender` when unset."""
+        if self.sender_name is None:
+            return self.sender_address.display_name
+        return localize(self.sender_name, locale, self.default_locale)
+
+    def organization_for(self, locale: str) -> str:
+        """The organisation's name and postal address in `locale`; "" when unset."""
+        if self.organization is None:
+            return ""
+        return localize(self.organization, locale, self.default_locale)
+
+    def privacy_link(self, public_url: str) -> str:
+        """`privacy_url`, else the web app's own privacy page under `public_url`."""
+        return self.privacy_url or f"{public_url.rstrip('/')}/privacy"
+
+    @property
     def sender_address(self) -> Address:
         name, addr = parseaddr(self.sender)
         user, domain = addr.rsplit("@", 1)
@@ -358,8 +421,10 @@ class CampaignInfo(_Strict):
         return timedelta(days=self.catch_up.days) + self.catch_up.duration
 
 
-def _empty() -> str:
-    raise ValueError("must not be empty")
+def _one_line(table: dict[str, str]) -> dict[str, str]:
+    if any("\n" in text or "\t" in text for text in table.values()):
+        raise ValueError("must be one line")
+    return table
 
 
 class Campaign(_Strict):

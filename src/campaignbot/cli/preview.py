@@ -6,7 +6,8 @@ from email.message import EmailMessage, MIMEPart
 
 import click
 
-from campaignbot.campaign.model import Campaign, Event
+from campaignbot.campaign.model import Campaign, Event, parse_offset
+from campaignbot.campaign.planning import reminder_due
 from campaignbot.cli.common import Context, cli, handle_errors, pass_context
 from campaignbot.email.render import CHANGES, Recipient, template_locales
 from campaignbot.email.snapshot import build_snapshot
@@ -113,7 +114,10 @@ def preview(
         )
     else:
         event = _event(campaign, event_id)
-        msg = renderer.render_alert(event, _reminder(event, reminder), sample, now=now)
+        label = _reminder(event, reminder)
+        # as the subscriber reads it: rendered when the reminder is due ("In 3 days")
+        due = reminder_due(event, parse_offset(label), campaign.campaign.send_at)
+        msg = renderer.render_alert(event, label, sample, now=due)
     if fmt == "eml":
         click.echo(msg.as_bytes(), nl=False)
     elif fmt == "html":

@@ -1,11 +1,17 @@
-"""iCalendar (RFC 5545) for campaign events: one event for emails, a feed for the web."""
+"""iCalendar (RFC 5545/5546) for campaign events: one event for emails, a feed for the web.
+
+An attachment is METHOD:PUBLISH (CANCEL for a cancellation, same UID and a higher
+SEQUENCE) with the ORGANIZER RFC 5546 requires for both; it carries no
+X-WR-CALNAME, which makes some clients open it as a new calendar. The feed is a
+named calendar.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 
-from icalendar import Calendar
+from icalendar import Calendar, vCalAddress, vText
 from icalendar import Event as VEvent
 
 from campaignbot.campaign.model import CampaignInfo, Event, Status, localize
@@ -40,6 +46,21 @@ def _start(event: Event) -> datetime | date:
     return when.astimezone(event.timezone)
 
 
+def _end(event: Event, start: datetime | date) -> datetime | date:
+    """A real end (RFC 5546 clients show zero-length events badly): the event's
+    `duration`, else an hour; all-day events end on the day after their last day."""
+    if not isinstance(start, datetime):
+        return start + timedelta(days=max(1, event.length.days))
+    return start + event.length
+
+
+def organizer(campaign: CampaignInfo, locale: str) -> vCalAddress:
+    """`ORGANIZER;CN=<campaign name>:mailto:<sender>` (RFC 5546 §3.2.1 requires it)."""
+    address = vCalAddress(f"mailto:{campaign.sender_address.addr_spec}")
+    address.params["cn"] = vText(campaign.name_for(locale))
+    return address
+
+
 def _description(event: Event, locale: str, default_locale: str) -> str:
     lines = [event.summary_for(locale, default_locale)] if event.summary else []
     if event.action is not None:
@@ -67,8 +88,8 @@ def vevent(
     component.add("sequence", sequence)
     start = _start(event)
     component.add("dtstart", start)
-    if not isinstance(start, datetime):
-        component.add("dtend", start + timedelta(days=1))
+    component.add("dtend", _end(event, start))
+    component.add("organizer", organizer(campaign, locale))
     component.add("summary", event.title_for(locale, default))
     description = _description(event, locale, default)
     if description:
@@ -81,13 +102,14 @@ def vevent(
     return component
 
 
-def _calendar(campaign: CampaignInfo, components: list[VEvent]) -> Calendar:
+def _calendar(components: list[VEvent], *, method: str, name: str | None) -> Calendar:
     cal = Calendar()
     cal.add("prodid", PRODID)
     cal.add("version", "2.0")
     cal.add("calscale", "GREGORIAN")
-    cal.add("method", "PUBLISH")
-    cal.add("x-wr-calname", campaign.name)
+    cal.add("method", method)
+    if name is not None:
+        cal.add("x-wr-calname", name)
     years = []
     for component in components:
         cal.add_component(component)
@@ -109,9 +131,16 @@ def event_ics(
     sequence: int = 0,
     status: Status | None = None,
 ) -> bytes:
-    """One event as a METHOD:PUBLISH calendar, for an email attachment."""
+    """One event as a calendar for an email attachment: METHOD:PUBLISH, or
+    METHOD:CANCEL when the event is cancelled (the caller passes a higher SEQUENCE)."""
     component = vevent(event, campaign, locale=locale, now=now, sequence=sequence, status=status)
-    return bytes(_calendar(campaign, [component]).to_ical())
+    method = attachment_method(status or event.status)
+    return bytes(_calendar([component], method=method, name=None).to_ical())
+
+
+def attachment_method(status: Status) -> str:
+    """The iTIP method of an attachment for an event in `status`."""
+    return "CANCEL" if status is Status.CANCELLED else "PUBLISH"
 
 
 def feed_ics(
@@ -129,4 +158,5 @@ def feed_ics(
         vevent(event, campaign, locale=locale, now=now, sequence=seq.get(event.id, 0))
         for event in events
     ]
-    return bytes(_calendar(campaign, components).to_ical())
+    name = campaign.name_for(locale)
+    return bytes(_calendar(components, method="PUBLISH", name=name).to_ical())

@@ -90,7 +90,10 @@ def unstructured(name: str, text: str) -> Header:
     text = one_line(text)
     if text.isascii() and len(name) + len(text) < 76:
         return Header(name, text)
-    return Header(name, text, _StdHeader(text, header_name=name).encode(linesep="\n"))
+    # maxlinelen=75: the stdlib's default of 76 lets one encoded-word reach 76
+    # characters, over RFC 2047's limit of 75
+    wire = _StdHeader(text, header_name=name, maxlinelen=75).encode(linesep="\n")
+    return Header(name, text, wire)
 
 
 def mailbox(name: str, display_name: str, email: str) -> Header:
@@ -116,7 +119,7 @@ def encoded_words(text: str) -> str:
     data = text.encode("utf-8")
     if len(data) <= 45:  # the common case: one word
         return f"=?utf-8?b?{binascii.b2a_base64(data, newline=False).decode('ascii')}?="
-    return _StdHeader(text, "utf-8").encode(linesep="\n")
+    return _StdHeader(text, "utf-8", maxlinelen=75).encode(linesep="\n")
 
 
 def part(content_type: Header, cte: Header, payload: str, *extra: Header) -> MIMEPart:
@@ -159,6 +162,8 @@ B64 = Header("Content-Transfer-Encoding", "base64")
 PLAIN = Header("Content-Type", 'text/plain; charset="utf-8"')
 HTML = Header("Content-Type", 'text/html; charset="utf-8"')
 CALENDAR = Header("Content-Type", 'text/calendar; method="PUBLISH"; charset="UTF-8"')
+#: a cancellation's calendar part: the method parameter matches the file's METHOD
+CALENDAR_CANCEL = Header("Content-Type", 'text/calendar; method="CANCEL"; charset="UTF-8"')
 MIME_VERSION = Header("MIME-Version", "1.0")
 ONE_CLICK = Header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
 AUTO = Header("Auto-Submitted", "auto-generated")

@@ -33,12 +33,21 @@ from jinja2 import (
 from jinja2.sandbox import SandboxedEnvironment
 
 from campaignbot.campaign.model import Campaign, Event, Status, localize, parse_offset
-from campaignbot.email.calendar import event_ics, event_url
-from campaignbot.email.i18n import When, babel_locale, format_when, relative_phrase, zone
+from campaignbot.email.calendar import attachment_method, event_ics, event_url
+from campaignbot.email.i18n import (
+    When,
+    babel_locale,
+    format_venue_time,
+    format_when,
+    relative_phrase,
+    zone,
+    zone_name,
+)
 from campaignbot.email.mime import (
     AUTO,
     B64,
     CALENDAR,
+    CALENDAR_CANCEL,
     ONE_CLICK,
     Header,
     Wire,
@@ -64,7 +73,20 @@ from campaignbot.email.personalize import (
     split_bytes,
 )
 from campaignbot.email.tokens import LinkSigner, build_link
+from campaignbot.email.views import (
+    MINUTE,
+    ActionView,
+    CampaignView,
+    EventView,
+    Recipient,  # re-exported: callers build one to render for
+    ReminderView,
+    aware,
+    in_zone,
+    time_to,
+)
 from campaignbot.errors import InvalidInputError, Problem, TemplateError
+
+__all__ = ["CHANGES", "KINDS", "PARTS", "Recipient", "Renderer", "Shape"]
 
 KINDS = ("alert", "notice", "confirm")
 PARTS = ("subject", "txt", "html")
@@ -75,59 +97,6 @@ _PERSONAL = frozenset(
     {"subscriber", "unsubscribe_url", "preferences_url", "calendar_url", "confirm_url"}
 )
 _CACHE_LIMIT = 20_000
-
-
-@dataclass(frozen=True)
-class Recipient:
-    """The subscriber fields rendering needs."""
-
-    id: int
-    email: str
-    name: str
-    locale: str
-    timezone: str
-
-
-@dataclass(frozen=True)
-class ActionView:
-    text: str
-    url: str
-
-
-@dataclass(frozen=True)
-class EventView:
-    """`event` in templates: texts in the subscriber's locale, dates in their zone."""
-
-    id: str
-    title: str
-    summary: str
-    status: str
-    all_day: bool
-    date: str
-    time: str
-    timezone: str
-    when: str
-    action: ActionView | None
-    links: tuple[str, ...]
-    url: str
-
-
-@dataclass(frozen=True)
-class ReminderView:
-    """`reminder` in templates: the offset label and a phrase like "tomorrow"."""
-
-    label: str
-    phrase: str
-
-
-@dataclass(frozen=True)
-class CampaignView:
-    name: str
-    sender: str
-    sender_name: str
-    sender_email: str
-    default_locale: str
-    url: str
 
 
 def _slug(text: str) -> str:
@@ -204,18 +173,38 @@ class Renderer:
         self._sender = info.sender_address
         self._domain = self._sender.domain
         self._list_id = Header("List-Id", f"<{_slug(info.name)}.{self._domain}>")
-        self._from = mailbox("From", self._sender.display_name, self._sender.addr_spec)
-        self._campaign_view = CampaignView(
-            name=info.name,
-            sender=str(self._sender),
-            sender_name=self._sender.display_name,
-            sender_email=self._sender.addr_spec,
-            default_locale=info.default_locale,
-            url=self._public_url,
-        )
+        self._views: dict[str, tuple[CampaignView, Header]] = {}
         self._templates: dict[tuple[str, str, str], tuple[Template, str, bool]] = {}
         self._cache: dict[tuple[Any, ...], Any] = {}
         self._last_date: tuple[datetime, bytes] | None = None
+
+    def campaign_view(self, locale: str) -> CampaignView:
+        """`campaign` for templates in `locale`: its name, sender and footer texts."""
+        return self._localized(locale)[0]
+
+    def _localized(self, locale: str) -> tuple[CampaignView, Header]:
+        """The campaign view and the From: header for `locale`, built once each."""
+        found = self._views.get(locale)
+        if found is None:
+            info = self.campaign.campaign
+            sender_name = info.sender_name_for(locale)
+            feed = f"{self._public_url}/events.ics"
+            lang = locale.replace("-", "_").split("_")[0]
+            view = CampaignView(
+                name=info.name_for(locale),
+                sender=str(self._sender),
+                sender_name=sender_name,
+                sender_email=self._sender.addr_spec,
+                default_locale=info.default_locale,
+                url=self._public_url,
+                organization=info.organization_for(locale),
+                privacy_url=info.privacy_link(self._public_url),
+                feed_url=f"{feed}?lang={lang}",
+                webcal_url="webcal://" + feed.split("://", 1)[-1] + f"?lang={lang}",
+            )
+            sender = mailbox("From", sender_name, self._sender.addr_spec)
+            found = self._views[locale] = (view, sender)
+        return found
 
     # --- public API -------------------------------------------------------------
 
@@ -223,7 +212,7 @@ class Renderer:
         self, event: Event, reminder: str, to: Recipient, *, now: datetime, sequence: int = 0
     ) -> EmailMessage:
         """The reminder `reminder` ("1d", "0", ...) of `event` for one subscriber."""
-        shared = self._alert_shared(event, reminder, to)
+        shared = self._alert_shared(event, reminder, to, now)
         return self._event_message("alert", event, shared, event.status, to, now, sequence)
 
     def render_notice(
@@ -252,7 +241,7 @@ class Renderer:
             "alert",
             event,
             (reminder,),
-            lambda: (self._alert_shared(event, reminder, to), event.status),
+            lambda: (self._alert_shared(event, reminder, to, now), event.status),
             to,
             now,
             sequence,
@@ -283,7 +272,7 @@ class Renderer:
         """The double opt-in email with the signed confirm link."""
         context = {
             "subscriber": to,
-            "campaign": self._campaign_view,
+            "campaign": self.campaign_view(to.locale),
             "confirm_url": build_link(
                 self._public_url, "confirm", self._signer.sign("confirm", to.id)
             ),
@@ -293,11 +282,13 @@ class Renderer:
 
     # --- context ------------------------------------------------------------------
 
-    def _alert_shared(self, event: Event, reminder: str, to: Recipient) -> dict[str, Any]:
+    def _alert_shared(
+        self, event: Event, reminder: str, to: Recipient, now: datetime
+    ) -> dict[str, Any]:
         fmt = self._format_locale("alert", to.locale)
         return {
             "event": self._event_view(event, to, fmt, event.status),
-            "reminder": self._reminder_view(reminder, fmt, all_day=event.all_day),
+            "reminder": self._reminder_view(reminder, fmt, event, now),
         }
 
     def _notice_shared(
@@ -335,7 +326,7 @@ class Renderer:
         sign, base = self._signer.sign, self._public_url
         return {
             "subscriber": to,
-            "campaign": self._campaign_view,
+            "campaign": self.campaign_view(to.locale),
             "unsubscribe_url": build_link(base, "unsubscribe", sign("unsubscribe", to.id)),
             "preferences_url": build_link(base, "preferences", sign("preferences", to.id)),
             "calendar_url": build_link(base, "calendar", sign("calendar", to.id)),
@@ -366,8 +357,13 @@ class Renderer:
         if hit is not None and hit[0] is event:
             return hit[1]  # type: ignore[no-any-return]
         default = self.campaign.campaign.default_locale
-        moment = _in_zone(event.when, event)
-        when = format_when(moment, self._locale(fmt), self._zone(to.timezone))
+        moment = in_zone(event.when, event)
+        locale, reader = self._locale(fmt), self._zone(to.timezone)
+        when = format_when(moment, locale, reader)
+        venue_time = venue_zone = ""
+        if isinstance(moment, datetime):
+            venue_time = format_venue_time(moment, locale, event.timezone, reader)
+            venue_zone = zone_name(moment, event.timezone, locale) if venue_time else ""
         action = None
         if event.action is not None:
             action = ActionView(localize(event.action.text, to.locale, default), event.action.url)
@@ -384,18 +380,25 @@ class Renderer:
             action=action,
             links=event.links,
             url=event_url(event) or self._public_url,
+            venue_time=venue_time,
+            venue_zone=venue_zone,
         )
         return self._store(key, (event, view))[1]  # type: ignore[no-any-return]
 
-    def _reminder_view(self, reminder: str, locale: str, *, all_day: bool) -> ReminderView:
-        key = ("reminder", reminder, locale, all_day)
+    def _reminder_view(
+        self, reminder: str, locale: str, event: Event, now: datetime
+    ) -> ReminderView:
+        days, lead = time_to(event, now)
+        key = ("reminder", reminder, locale, event.all_day, days, lead // MINUTE)
         hit = self._cached(key)
         if hit is None:
             try:
                 offset = parse_offset(reminder)
             except ValueError as err:
                 raise InvalidInputError(f"reminder: {err}") from None
-            phrase = relative_phrase(offset, self._locale(locale), all_day=all_day)
+            phrase = relative_phrase(
+                offset, self._locale(locale), all_day=event.all_day, days=days, lead=lead
+            )
             hit = self._store(key, ReminderView(offset.label, phrase))
         return hit  # type: ignore[no-any-return]
 
@@ -404,7 +407,7 @@ class Renderer:
     ) -> When | None:
         if moment is None:
             return None
-        local = _in_zone(moment, event)
+        local = in_zone(moment, event)
         return format_when(local, self._locale(fmt), self._zone(to.timezone))
 
     def _locale(self, name: str) -> Locale:
@@ -432,7 +435,8 @@ class Renderer:
             )
             disposition = Header("Content-Disposition", f'attachment; filename="{event.id}.ics"')
             hit = self._store(key, (event, base64_lines(data), disposition))
-        return mime_part(CALENDAR, B64, hit[1], hit[2])
+        content_type = CALENDAR_CANCEL if attachment_method(status) == "CANCEL" else CALENDAR
+        return mime_part(content_type, B64, hit[1], hit[2])
 
     # --- templates ----------------------------------------------------------------
 
@@ -548,7 +552,7 @@ class Renderer:
         def render(probes: ProbeSet) -> tuple[str, str, str]:
             context: dict[str, Any] = {
                 "subscriber": probes.subscriber,
-                "campaign": self._campaign_view,
+                "campaign": self.campaign_view(to.locale),
                 **shared,
             }
             for slot in TOKENS:
@@ -570,7 +574,7 @@ class Renderer:
             "msgid": _mark("Message-ID"),
             "unsub": _mark("List-Unsubscribe"),
         }
-        headers = self._headers(*marks.values())
+        headers = self._headers(*marks.values(), locale=to.locale)
         attachment = self._ics(event, to.locale, now, sequence, status)
         data = as_wire(build_message(headers, _TEXT_MARK, _HTML_MARK, attachment))
         markers = {name: fold_line(header) for name, header in marks.items()}
@@ -604,7 +608,7 @@ class Renderer:
     def _date_line(self, now: datetime) -> bytes:
         last = self._last_date
         if last is None or last[0] != now:
-            last = self._last_date = (now, fold_line(Header("Date", format_datetime(_aware(now)))))
+            last = self._last_date = (now, fold_line(Header("Date", format_datetime(aware(now)))))
         return last[1]
 
     # --- message ------------------------------------------------------------------
@@ -623,9 +627,10 @@ class Renderer:
         headers = self._headers(
             self._subject(subject),
             mailbox("To", to.name, to.email),
-            Header("Date", format_datetime(_aware(now))),
+            Header("Date", format_datetime(aware(now))),
             Header("Message-ID", make_msgid(domain=self._domain)),
             None if unsubscribe_url is None else _list_unsubscribe(unsubscribe_url),
+            locale=to.locale,
         )
         return build_message(headers, qp(text), qp(html), attachment)
 
@@ -636,10 +641,19 @@ class Renderer:
         return header  # type: ignore[no-any-return]
 
     def _headers(
-        self, subject: Header, to: Header, date: Header, message_id: Header, unsub: Header | None
+        self,
+        subject: Header,
+        to: Header,
+        date: Header,
+        message_id: Header,
+        unsub: Header | None,
+        *,
+        locale: str,
     ) -> list[Header]:
-        """Every header before MIME-Version, in order (the fast path relies on it)."""
-        headers = [subject, self._from, to, date, message_id, self._list_id]
+        """Every header before MIME-Version, in order (the fast path relies on it);
+        From: carries the sender's display name in the subscriber's language."""
+        sender = self._localized(locale)[1]
+        headers = [subject, sender, to, date, message_id, self._list_id]
         if unsub is not None:
             headers += [unsub, ONE_CLICK, AUTO]
         return headers
@@ -663,7 +677,7 @@ def _mark(name: str) -> Header:
 
 
 def _minute(now: datetime) -> datetime:
-    return _aware(now).astimezone(UTC).replace(second=0, microsecond=0)
+    return aware(now).astimezone(UTC).replace(second=0, microsecond=0)
 
 
 def _list_unsubscribe(url: str) -> Header:
@@ -675,14 +689,3 @@ def _list_unsubscribe(url: str) -> Header:
 def missing_template(folder: Path, kind: str, part: str, default: str) -> Problem:
     name = folder / kind / f"{default}.{part}.j2"
     return Problem(str(name), "", f"missing (every locale falls back to {default!r})")
-
-
-def _in_zone(moment: datetime | date, event: Event) -> datetime | date:
-    """A local (naive) event time is wall time in the event's own zone."""
-    if isinstance(moment, datetime) and moment.tzinfo is None:
-        return moment.replace(tzinfo=event.timezone)
-    return moment
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from jinja2 import TemplateSyntaxError
 
-from campaignbot.campaign.model import Campaign, Status
+from campaignbot.campaign.model import Campaign, Event, Status, parse_offset
+from campaignbot.campaign.planning import reminder_due
 from campaignbot.email.render import (
     CHANGES,
     KINDS,
@@ -30,6 +32,11 @@ def _format_locale_or(renderer: Renderer, kind: str, locale: str) -> str:
         return locale  # the broken template is reported when it is rendered
 
 
+def _due(renderer: Renderer, event: Event, reminder: str) -> datetime:
+    """When `reminder` of `event` goes out: its phrase is rendered from then."""
+    return reminder_due(event, parse_offset(reminder), renderer.campaign.campaign.send_at)
+
+
 def _sample_renders(renderer: Renderer, locale: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every kind with the context shapes it can get: each event (timed, all-day, with
     and without an action), each change, with and without a previous date."""
@@ -45,7 +52,9 @@ def _sample_renders(renderer: Renderer, locale: str) -> Iterator[tuple[str, dict
             {
                 **renderer._personal(to),
                 "event": renderer._event_view(event, to, fmt, event.status),
-                "reminder": renderer._reminder_view(reminder, fmt, all_day=event.all_day),
+                "reminder": renderer._reminder_view(
+                    reminder, fmt, event, _due(renderer, event, reminder)
+                ),
             },
         )
         fmt = _format_locale_or(renderer, "notice", locale)
@@ -65,7 +74,7 @@ def _sample_renders(renderer: Renderer, locale: str) -> Iterator[tuple[str, dict
         "confirm",
         {
             "subscriber": to,
-            "campaign": renderer._campaign_view,
+            "campaign": renderer.campaign_view(locale),
             "confirm_url": f"{renderer._public_url}/confirm?t=TOKEN",
         },
     )
