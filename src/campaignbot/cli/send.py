@@ -178,7 +178,7 @@ async def _send_test(
 ) -> None:
     message = renderer.render_alert(event, reminder, _sample(address, campaign), now=ctx.now())
     if dry_run:
-        click.echo(f"Would send to {address}: {message['Subject']}")
+        click.echo(f"Would send {event.id}:{reminder} to {address}: {message['Subject']}")
         return
     transport = make_transport(ctx.settings.smtp, ctx.settings.maildir)
     try:
@@ -187,7 +187,9 @@ async def _send_test(
         )
     finally:
         await transport.aclose()
-    click.echo(f"Sent test message to {address} via {transport.description}: {reply}")
+    click.echo(
+        f"Sent test message {event.id}:{reminder} to {address} via {transport.description}: {reply}"
+    )
 
 
 async def _audience_count(ctx: Context, event: Event) -> int:
