@@ -89,7 +89,14 @@ def _chunks(items: Sequence[Claim], size: int) -> Iterator[Sequence[Claim]]:
 
 
 def _recipient(claim: Claim) -> Recipient:
-    return Recipient(claim.subscriber_id, claim.email, claim.name, claim.locale, claim.timezone)
+    return Recipient(
+        claim.subscriber_id,
+        claim.email,
+        claim.name,
+        claim.locale,
+        claim.timezone,
+        claim.link_nonce,
+    )
 
 
 class _Batch:

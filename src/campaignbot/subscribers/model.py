@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +23,11 @@ _COUNTRY_RE = re.compile(r"[A-Z]{2}")
 _TOPIC_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 # column widths in tables.subscribers; PostgreSQL rejects longer values, SQLite would not
 _MAX_NAME, _MAX_COUNTRIES, _MAX_TOPICS = 200, 400, 2000
+
+
+def new_link_nonce() -> str:
+    """A fresh random link nonce: 72 bits, 12 URL-safe characters."""
+    return secrets.token_urlsafe(9)
 
 
 class SubscriberStatus(StrEnum):
@@ -53,6 +59,8 @@ class Subscriber:
     created_at: datetime
     updated_at: datetime
     hard_bounces: int = 0
+    #: in every link token; replaced on unsubscribe and re-subscribe (see email/tokens.py)
+    link_nonce: str = ""
 
     @property
     def zone(self) -> ZoneInfo:
