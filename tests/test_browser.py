@@ -66,7 +66,7 @@ def web_process(
     env |= smtp.env() | {
         "CAMPAIGNBOT_TEMPLATES": str(REPO / "templates"),
         "CAMPAIGNBOT_DATABASE_URL": f"sqlite:///{database}",
-        "CAMPAIGNBOT_SECRET_KEY": "browser-test-secret-0123456789",
+        "CAMPAIGNBOT_SECRET_KEY": "browser-test-secret-0123456789abcdef",
         "CAMPAIGNBOT_PUBLIC_URL": url,
     }
     command = [sys.executable, "-m", "campaignbot", "--config", str(REPO / "config/campaign.toml")]
