@@ -206,6 +206,24 @@ def decode_list(stored: str) -> frozenset[str]:
     return frozenset(item for item in stored.split(";") if item)
 
 
+#: a cell starting with one of these is a formula to Excel, LibreOffice and Sheets
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """`cell` as a spreadsheet shows it literally: a leading `'` before a cell that
+    would be read as a formula (`=HYPERLINK(...)`, and addresses may start with `=`,
+    `+`, `-`); OWASP's advice for CSV injection. `unguard` undoes it on import."""
+    return f"'{cell}" if cell.startswith(_FORMULA_START) else cell
+
+
+def unguard(cell: str) -> str:
+    """A cell written by `spreadsheet_safe`, as it was (other cells unchanged)."""
+    if cell.startswith("'") and cell[1:].startswith(_FORMULA_START):
+        return cell[1:]
+    return cell
+
+
 def csv_row(subscriber: Subscriber | SubscriberInput) -> list[str]:
     """The CSV cells of a subscriber, in `CSV_COLUMNS` order."""
     return [
@@ -245,7 +263,7 @@ def parse_row(
         raise ValueError(f"expected {len(columns)} fields, got {len(cells)}")
 
     def cell(name: str) -> str:
-        return cells[columns[name]].strip() if name in columns else ""
+        return unguard(cells[columns[name]].strip()) if name in columns else ""
 
     return SubscriberInput.create(
         cell("email"),
