@@ -99,6 +99,20 @@ def _recipient(claim: Claim) -> Recipient:
     )
 
 
+def _render_failed(claim: Claim, err: Exception) -> Outcome:
+    """A message that cannot be rendered: failed for good, never retried (the same
+    input fails the same way) and not a bounce (the address did nothing wrong)."""
+    extra = {"action": "render_failed", "alert": claim.alert_key}
+    if isinstance(err, UnicodeError):
+        # a non-ASCII address (zoë@...) that this message cannot carry: not a bug
+        text = f"{claim.alert_key}: cannot write to a non-ASCII address: {err}"
+        logger.warning("%s: %s", claim.email, text, extra=extra)
+    else:
+        text = f"{claim.alert_key}: cannot render: {err}"
+        logger.exception("%s: %s: cannot render", claim.alert_key, claim.email, extra=extra)
+    return Failed(claim.delivery_id, None, text, None)
+
+
 class _Batch:
     """One claimed batch on its way through rendering, sending and recording."""
 
@@ -264,14 +278,7 @@ class Sender:
                     try:
                         message = self._render(renderer, event, claim, now)
                     except Exception as err:
-                        logger.exception(
-                            "%s: %s: cannot render",
-                            claim.alert_key,
-                            claim.email,
-                            extra={"action": "render_failed", "alert": claim.alert_key},
-                        )
-                        failure = DeliveryError(f"{claim.alert_key}: cannot render: {err}")
-                        done(claim, self._failure(claim, failure))
+                        done(claim, _render_failed(claim, err))
                         continue
                     await queue.put((claim, message))
                 if len(batch.unflushed) >= CHUNK_SIZE:

@@ -413,6 +413,8 @@ class Web:
                 )
             except CampaignbotError as err:  # the requests stay; the next drain retries
                 logger.warning("sign-ups: %s", err, extra={"action": "signup_drain_failed"})
+            except Exception:  # a bug must not go unnoticed in a background task
+                logger.exception("sign-ups: drain failed", extra={"action": "signup_drain_failed"})
 
     # -- links from emails -----------------------------------------------------------
 

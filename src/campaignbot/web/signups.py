@@ -72,16 +72,29 @@ async def _send(
     extra = {"action": "confirm_mail_sent", "signup": signup.id}
     try:
         message = render_confirm(to, now)
-    except Exception:  # a render error never gets better by retrying
-        logger.exception(
-            "sign-up %d: confirmation mail cannot be rendered",
-            signup.id,
-            extra={**extra, "action": "confirm_mail_failed"},
-        )
+    except Exception as err:  # a render error never gets better by retrying
+        failed = {**extra, "action": "confirm_mail_failed"}
+        if isinstance(err, UnicodeError):  # a non-ASCII address this message cannot carry
+            logger.warning(
+                "sign-up %d: cannot write to a non-ASCII address: %s", signup.id, err, extra=failed
+            )
+        else:
+            logger.exception(
+                "sign-up %d: confirmation mail cannot be rendered", signup.id, extra=failed
+            )
         await store.mail_sent(signup)
         return "failed"
     try:
         await send_mail(message, sender=sender, recipient=signup.email)
+    except UnicodeError as err:  # the message cannot carry this address: never retried
+        logger.warning(
+            "sign-up %d: cannot write to a non-ASCII address: %s",
+            signup.id,
+            err,
+            extra={**extra, "action": "confirm_mail_failed"},
+        )
+        await store.mail_sent(signup)
+        return "failed"
     except DeliveryError as err:
         if err.permanent:
             logger.warning(
