@@ -277,7 +277,7 @@ class Sender:
                     assert event is not None  # a claim without one was skipped
                     try:
                         message = self._render(renderer, event, claim, now)
-                    except Exception as err:
+                    except Exception as err:  # noqa: BLE001 - logged in _render_failed
                         done(claim, _render_failed(claim, err))
                         continue
                     await queue.put((claim, message))

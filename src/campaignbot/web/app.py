@@ -1,29 +1,26 @@
-"""The public web app: events and sign-up, confirm, unsubscribe, preferences, calendar,
-and a minimal /healthz for a load balancer. Server-rendered, sandboxed Jinja2 pages; no JavaScript needed.
+"""The public web app: events and sign-up, the privacy notice, the calendar feed, and a
+minimal /healthz for a load balancer. Server-rendered, sandboxed Jinja2 pages; no
+JavaScript needed.
 
-Every link token is verified before anything is read or changed; a forged, tampered
-or expired token gets a 400 page and changes nothing. Forms carry a CSRF token,
-except the RFC 8058 one-click unsubscribe, whose signed URL is its authorization.
+Around it: links.py (the pages behind email links), middleware.py (security headers,
+Host check, client address behind trusted proxies), signups.py (the confirmation mails),
+pages.py (templates and catalogs). Forms carry a CSRF token; a sign-up is one INSERT
+and the same answer for any address.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import socket
-import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
-from jinja2 import FileSystemLoader, StrictUndefined
-from jinja2.sandbox import SandboxedEnvironment
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -35,12 +32,13 @@ from starlette.routing import Route
 from campaignbot.email.calendar import feed_ics
 from campaignbot.email.snapshot import Snapshot
 from campaignbot.email.tokens import LinkToken
-from campaignbot.errors import CampaignbotError, ConfigError, StoreError, TokenError
+from campaignbot.errors import CampaignbotError, StoreError, TokenError
 from campaignbot.settings import Settings, secret_key
-from campaignbot.subscribers.model import Subscriber, SubscriberStatus
+from campaignbot.subscribers.model import SubscriberStatus
 from campaignbot.subscribers.signups import SignupStore
 from campaignbot.subscribers.store import SubscriberStore
 from campaignbot.web import forms
+from campaignbot.web.links import CSRF_COOKIE, LinkPages
 from campaignbot.web.middleware import (
     SECURITY_HEADERS,
     HostCheck,
@@ -50,16 +48,14 @@ from campaignbot.web.middleware import (
     public_host,
     rate_key,
 )
+from campaignbot.web.pages import Pages
 from campaignbot.web.signups import drain_signup_outbox
 
 logger = logging.getLogger(__name__)
 
-CSRF_COOKIE = "campaignbot_csrf"
 #: pages whose GET shows the same thing in another language (the language links)
 _SWITCHABLE = frozenset({"/", "/confirm", "/unsubscribe", "/preferences", "/privacy"})
 MAX_BODY_BYTES = 64 * 1024
-#: an active or pending subscriber's links act; any other status has nothing to undo
-_LIVE = (SubscriberStatus.ACTIVE, SubscriberStatus.PENDING)
 
 
 def listen(host: str, port: int, *, setting: str = "HTTP") -> socket.socket:
@@ -84,52 +80,6 @@ def listen(host: str, port: int, *, setting: str = "HTTP") -> socket.socket:
         ) from err
     sock.setblocking(False)
     return sock
-
-
-class Pages:
-    """`templates/web/`: page templates, one message catalog per language, the stylesheet."""
-
-    def __init__(self, folder: Path, default_locale: str) -> None:
-        if not (folder / "base.html.j2").is_file():
-            raise ConfigError(f"{folder}: web page templates not found (CAMPAIGNBOT_TEMPLATES)")
-        self.env = SandboxedEnvironment(
-            loader=FileSystemLoader(folder),
-            autoescape=True,
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            auto_reload=False,
-        )
-        self.stylesheet = (folder / "style.css").read_bytes()
-        self.catalogs: dict[str, dict[str, Any]] = {}
-        for path in sorted((folder / "i18n").glob("*.toml")):
-            try:
-                self.catalogs[path.stem] = tomllib.loads(path.read_text("utf-8"))
-            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-                raise ConfigError(f"{path}: {err}") from err
-        self.fallback = default_locale if default_locale in self.catalogs else "en"
-        if self.fallback not in self.catalogs:
-            raise ConfigError(f"{folder / 'i18n'}: no message catalog for {default_locale!r}")
-        base = self.catalogs[self.fallback]
-        # each language's texts, a missing one taken from the default language
-        self._merged = {
-            lang: {
-                **base,
-                **own,
-                **{
-                    table: {**base.get(table, {}), **own.get(table, {})}
-                    for table in ("topics", "privacy")
-                },
-            }
-            for lang, own in self.catalogs.items()
-        }
-
-    def catalog(self, lang: str) -> dict[str, Any]:
-        """The texts of `lang` (the default language's for one without a catalog)."""
-        return self._merged.get(lang) or self._merged[self.fallback]
-
-    def render(self, name: str, context: dict[str, Any]) -> str:
-        return self.env.get_template(name).render(context)
 
 
 class MailSender(Protocol):
@@ -271,15 +221,6 @@ class Web:
             raise TokenError(f"invalid {purpose} link")
         return self.ctx.snapshot().signer.open(token, purpose)
 
-    async def owner(self, link: LinkToken) -> tuple[Subscriber | None, bool]:
-        """The subscriber a link names, and whether the link is current: made for the
-        row's present link nonce (older links outlived an unsubscribe or re-subscribe)."""
-        subscriber = await self.ctx.store.get(link.id)
-        if subscriber is None:
-            return None, False
-        current = hmac.compare_digest(subscriber.link_nonce.encode(), link.nonce.encode())
-        return subscriber, current
-
     def client(self, request: Request) -> str:
         """The visitor's address: the TCP peer, or behind a trusted proxy the right-most
         X-Forwarded-For hop that is not one of the trusted proxies."""
@@ -416,193 +357,6 @@ class Web:
             except Exception:  # a bug must not go unnoticed in a background task
                 logger.exception("sign-ups: drain failed", extra={"action": "signup_drain_failed"})
 
-    # -- links from emails -----------------------------------------------------------
-
-    def _links(self, subscriber: Subscriber, lang: str) -> dict[str, str]:
-        sign = self.ctx.snapshot().signer.sign
-        return {
-            purpose: "/{}?{}".format(
-                purpose,
-                urlencode({"t": sign(purpose, subscriber.id, subscriber.link_nonce), "lang": lang}),
-            )
-            for purpose in ("preferences", "unsubscribe")
-        }
-
-    async def confirm_form(self, request: Request) -> Response:
-        """GET: a page with one button; nothing changes (mail scanners follow links)."""
-        try:
-            link = self.verify(request, "confirm")
-        except TokenError as err:
-            return self.bad_link(request, err, self.lang(request))
-        pending = await self.signups.pending(link.id, link.nonce)
-        if pending is None:
-            return self.bad_link(request, None, self.lang(request), used=True)
-        email, locale = pending
-        lang = self.lang(request, locale)
-        t = self.pages.catalog(lang)
-        return self.page(
-            request,
-            lang,
-            "confirm.html.j2",
-            question=forms.fill(t["privacy"]["confirm_body"], email=email),
-            action=f"/confirm?{urlencode({'t': request.query_params['t'], 'lang': lang})}",
-        )
-
-    async def confirm(self, request: Request) -> Response:
-        """POST: the sign-up becomes a subscription (once; the link is then used up)."""
-        try:
-            link = self.verify(request, "confirm")
-        except TokenError as err:
-            return self.bad_link(request, err, self.lang(request))
-        subscriber = await self.signups.confirm(link.id, link.nonce, now=self.ctx.clock())
-        if subscriber is None:
-            return self.bad_link(request, None, self.lang(request), used=True)
-        lang = self.lang(request, subscriber.locale)
-        t, links = self.pages.catalog(lang), self._links(subscriber, lang)
-        if subscriber.status is not SubscriberStatus.ACTIVE:
-            status = self.status_text(lang, subscriber.status)
-            text = forms.fill(t["not_subscribed_body"], status=status)
-            return self.message(request, lang, "not_subscribed_title", [text])
-        logger.info(
-            "subscriber %d: confirmed on the web",
-            subscriber.id,
-            extra={"action": "confirmed", "subscriber": subscriber.id},
-        )
-        return self.message(
-            request,
-            lang,
-            "confirmed_title",
-            ["confirmed_body"],
-            links=[
-                (t["manage_preferences"], links["preferences"]),
-                (t["unsubscribe_link"], links["unsubscribe"]),
-            ],
-            tone="ok",
-        )
-
-    async def unsubscribe_form(self, request: Request) -> Response:
-        """GET: a one-button page; nothing changes (mail scanners follow links)."""
-        try:
-            link = self.verify(request, "unsubscribe")
-        except TokenError as err:
-            return self.bad_link(request, err, self.lang(request))
-        subscriber, current = await self.owner(link)
-        if subscriber is None:
-            return self.bad_link(request, None, self.lang(request))
-        lang = self.lang(request, subscriber.locale)
-        if not current:
-            return self._old_unsubscribe_link(request, subscriber, lang)
-        t = self.pages.catalog(lang)
-        return self.page(
-            request,
-            lang,
-            "unsubscribe.html.j2",
-            question=forms.fill(t["unsubscribe_body"], email=subscriber.email),
-            action=f"/unsubscribe?{urlencode({'t': request.query_params['t'], 'lang': lang})}",
-            preferences_url=self._links(subscriber, lang)["preferences"],
-        )
-
-    def _old_unsubscribe_link(
-        self, request: Request, subscriber: Subscriber, lang: str
-    ) -> HTMLResponse:
-        """A link from before the subscriber's last unsubscribe or re-subscribe: while
-        they are still out it may say so (an RFC 8058 link in an old email must keep
-        working); once they are back, it is refused. Either way nothing changes."""
-        if subscriber.status in _LIVE:
-            return self.bad_link(request, None, lang, used=True)
-        return self.message(request, lang, "unsubscribed_title", ["unsubscribed_body"], tone="ok")
-
-    async def unsubscribe(self, request: Request) -> Response:
-        """POST (RFC 8058 one-click, or the page's button): unsubscribe now, idempotently.
-
-        No CSRF token: mail providers post here; the signed URL is the authorization.
-        Deliveries not yet sent are skipped by the sender's opt-out check.
-        """
-        try:
-            link = self.verify(request, "unsubscribe")
-        except TokenError as err:
-            return self.bad_link(request, err, self.lang(request))
-        subscriber, current = await self.owner(link)
-        lang = self.lang(request, subscriber.locale if subscriber else None)
-        if subscriber is not None and not current:
-            return self._old_unsubscribe_link(request, subscriber, lang)
-        if subscriber is not None and subscriber.status in _LIVE:
-            await self.ctx.store.set_status(
-                subscriber.id, SubscriberStatus.UNSUBSCRIBED, now=self.ctx.clock()
-            )
-            logger.info(
-                "subscriber %d: unsubscribed on the web",
-                subscriber.id,
-                extra={"action": "unsubscribed", "subscriber": subscriber.id},
-            )
-        return self.message(request, lang, "unsubscribed_title", ["unsubscribed_body"], tone="ok")
-
-    async def preferences(self, request: Request) -> Response:
-        try:
-            link = self.verify(request, "preferences")
-        except TokenError as err:
-            return self.bad_link(request, err, self.lang(request))
-        store = self.ctx.store
-        subscriber, current = await self.owner(link)
-        if subscriber is None or not current:
-            return self.bad_link(request, None, self.lang(request), used=subscriber is not None)
-        subscriber_id = subscriber.id
-        lang = self.lang(request, subscriber.locale)
-        cookie = self.csrf_cookie(request)
-        values = forms.FormValues(
-            email=subscriber.email,
-            locale=subscriber.locale,
-            timezone=subscriber.timezone,
-            countries=sorted(subscriber.countries),
-            topics=sorted(subscriber.topics),
-        )
-        errors: forms.FieldErrors = {}
-        saved, status = False, 200
-        if request.method == "POST":
-            fields = await self.form(request)
-            if not self.csrf.check(
-                request.cookies.get(CSRF_COOKIE), (fields.get("csrf_token") or [""])[0]
-            ):
-                return self.message(request, lang, "csrf_title", ["csrf_body"], status=403)
-            prefs, values, errors = forms.parse_preferences(fields, self._choices())
-            if prefs is None:
-                status = 400
-            else:
-                updated = await store.update_preferences(
-                    subscriber_id,
-                    countries=prefs.countries,
-                    topics=prefs.topics,
-                    locale=prefs.locale,
-                    timezone=prefs.timezone,
-                    now=self.ctx.clock(),
-                )
-                if updated is None:
-                    return self.bad_link(request, None, lang)
-                subscriber, saved = updated, True
-                lang = self.lang(request, subscriber.locale)
-        t = self.pages.catalog(lang)
-        inactive = ""
-        if subscriber.status is not SubscriberStatus.ACTIVE:
-            status_text = self.status_text(lang, subscriber.status)
-            inactive = forms.fill(t["preferences_inactive"], status=status_text)
-        response = self.page(
-            request,
-            lang,
-            "preferences.html.j2",
-            status=status,
-            email=subscriber.email,
-            saved=saved,
-            inactive_text=inactive,
-            values=values,
-            errors=errors,
-            csrf_token=self.csrf.field(cookie),
-            action=f"/preferences?{urlencode({'t': request.query_params['t'], 'lang': lang})}",
-            unsubscribe_url=self._links(subscriber, lang)["unsubscribe"],
-            timezone_options=[(z, z.replace("_", " ")) for z in self.timezones],
-            **self._options(lang),
-        )
-        return self.with_csrf(request, response, cookie)
-
     # -- feeds and operations --------------------------------------------------------
 
     async def calendar(self, request: Request) -> Response:
@@ -694,6 +448,7 @@ def create_app(
     request alone turn it off; the service drains on its own as well).
     """
     web = Web(ctx, subscribe_limit=subscribe_limit, drain_signups=drain_signups)
+    links = LinkPages(web)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -705,12 +460,12 @@ def create_app(
     routes = [
         Route("/", web.home, methods=["GET"]),
         Route("/subscribe", web.subscribe, methods=["POST"]),
-        Route("/confirm", web.confirm_form, methods=["GET"]),
-        Route("/confirm", web.confirm, methods=["POST"]),
+        Route("/confirm", links.confirm_form, methods=["GET"]),
+        Route("/confirm", links.confirm, methods=["POST"]),
         Route("/privacy", web.privacy, methods=["GET"]),
-        Route("/unsubscribe", web.unsubscribe_form, methods=["GET"]),
-        Route("/unsubscribe", web.unsubscribe, methods=["POST"]),
-        Route("/preferences", web.preferences, methods=["GET", "POST"]),
+        Route("/unsubscribe", links.unsubscribe_form, methods=["GET"]),
+        Route("/unsubscribe", links.unsubscribe, methods=["POST"]),
+        Route("/preferences", links.preferences, methods=["GET", "POST"]),
         Route("/events.ics", web.calendar, methods=["GET"]),
         Route("/healthz", web.healthz, methods=["GET"]),
         Route("/static/style.css", web.stylesheet, methods=["GET"]),
