@@ -58,7 +58,11 @@ class HTTPSettings(BaseModel):
     port: int = Field(8080, ge=0, le=65535)
     #: proxies whose X-Forwarded-For / -Proto are believed (IPs or networks); empty:
     #: nobody's, the client is the TCP peer
-    trusted_proxies: StrList = Field(default_factory=list)
+    trusted_proxies: StrList = Field(
+        default_factory=list,
+        description="proxies (IPs or networks, comma-separated or JSON) whose "
+        "X-Forwarded-For is believed; empty: nobody's",
+    )
 
 
 class AdminSettings(BaseModel):
@@ -86,7 +90,8 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = None
     #: older keys whose links still verify (new links use SECRET_KEY): key rotation
     secret_key_fallbacks: Annotated[list[SecretStr], NoDecode, BeforeValidator(_list)] = Field(
-        default_factory=list
+        default_factory=list,
+        description="older keys whose links still work (rotation); new links use SECRET_KEY",
     )
     public_url: str = "http://127.0.0.1:8080"
     http: HTTPSettings = HTTPSettings()
