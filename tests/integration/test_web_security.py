@@ -406,6 +406,31 @@ async def test_no_trailing_slash_redirect_and_hosts_are_checked(site: SiteFactor
     assert forged.headers["x-frame-options"] == "DENY"
 
 
+async def test_a_loopback_public_url_takes_any_local_host(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Development: PUBLIC_URL http://127.0.0.1:8080 while the browser says localhost."""
+    settings = Settings(
+        config=REPO / "config" / "campaign.toml",
+        templates=REPO / "templates",
+        database_url=database_url,
+        maildir=tmp_path / "outbox",
+        secret_key=SECRET,  # type: ignore[arg-type]
+        public_url="http://127.0.0.1:8080",
+        var_dir=tmp_path / "var",
+    )
+    service = Service(settings, clock=FakeClock(NOW), web=False)
+    await service.db.upgrade()
+    app = create_app(service.web_context())
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost:9") as c:
+            assert (await c.get("/")).status_code == 200
+    finally:
+        await service.transport.aclose()
+        await service.db.dispose()
+
+
 async def test_a_body_too_large_gets_the_security_headers(site: SiteFactory) -> None:
     s = await site()
     token = await s.csrf_token()

@@ -106,6 +106,8 @@ class SignupStore:
         """
         async with self._begin() as conn:
             query = select(signup_outbox).order_by(signup_outbox.c.id).limit(limit)
+            if self._db.is_postgres:  # several processes drain: each request once
+                query = query.with_for_update(skip_locked=True)
             rows = (await conn.execute(query)).mappings().all()
             for row in rows:
                 await self._take(conn, row, now)

@@ -44,6 +44,7 @@ from campaignbot.web.middleware import (
     HostCheck,
     SecurityHeaders,
     client_address,
+    is_loopback_url,
     parse_networks,
     public_host,
     rate_key,
@@ -476,9 +477,10 @@ def create_app(
         Middleware(SecurityHeaders, hsts=public.startswith("https://")),
         Middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY_BYTES),
     ]
-    if public:
+    if public and not is_loopback_url(public):
         # links are built from PUBLIC_URL, never from Host; a request for another name
-        # is refused (no cache poisoning through a misrouting proxy)
+        # is refused (no cache poisoning through a misrouting proxy). A loopback
+        # PUBLIC_URL is a development setup: any local name and port will do there.
         middleware.append(Middleware(HostCheck, allowed=[public_host(public)]))
     app = Starlette(
         routes=routes,

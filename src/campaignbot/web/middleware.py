@@ -117,6 +117,15 @@ def public_host(public_url: str) -> str:
     return host if parts.port in (None, default) else f"{host}:{parts.port}"
 
 
+def is_loopback_url(public_url: str) -> bool:
+    """Whether the public URL names this machine (localhost, 127.0.0.0/8, ::1)."""
+    host = (urlsplit(public_url).hostname or "").lower()
+    if host == "localhost":
+        return True
+    address = _address(host)
+    return address is not None and address.is_loopback
+
+
 class HostCheck:
     """400 for a request whose Host is not the public URL's (cache poisoning, links
     built from a forged Host), except the public /healthz and /hooks/..."""
