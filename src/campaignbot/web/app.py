@@ -11,6 +11,7 @@ and the same answer for any address.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -57,6 +58,8 @@ logger = logging.getLogger(__name__)
 #: pages whose GET shows the same thing in another language (the language links)
 _SWITCHABLE = frozenset({"/", "/confirm", "/unsubscribe", "/preferences", "/privacy"})
 MAX_BODY_BYTES = 64 * 1024
+#: how often the app sends confirmation mails still owed (besides after each sign-up)
+DRAIN_EVERY_S = 60.0
 
 
 def listen(host: str, port: int, *, setting: str = "HTTP") -> socket.socket:
@@ -340,6 +343,13 @@ class Web:
             tone="ok",
         )
 
+    async def drain_every(self, interval_s: float, stop: asyncio.Event) -> None:
+        """`drain` now and then every `interval_s` until `stop` is set (real clock)."""
+        while not stop.is_set():
+            await self.drain()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)
+
     async def drain(self) -> None:
         """Send the confirmation mails owed (after answering; one drain at a time)."""
         snapshot = self.ctx.snapshot()
@@ -453,7 +463,16 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # requests left by a crash, and mails a relay outage held back, go out without
+        # waiting for the next sign-up
+        stop = asyncio.Event()
+        periodic = None
+        if drain_signups:
+            periodic = asyncio.create_task(web.drain_every(DRAIN_EVERY_S, stop))
         yield
+        stop.set()  # not cancel: a drain in the middle of a statement finishes first
+        if periodic is not None:
+            await periodic
         # let confirmation mails being sent finish
         if web.tasks:
             await asyncio.wait(set(web.tasks), timeout=10)
