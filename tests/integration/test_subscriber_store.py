@@ -310,8 +310,9 @@ async def test_one_mail_per_address_per_day_and_purge_after_a_week(db: Database)
     assert await signups.confirm(second.id, second.nonce, now=later) is None
 
 
+@pytest.mark.parametrize("earlier_write", [False, True], ids=["alone", "after-another-revision"])
 async def test_ids_are_never_reused_and_an_old_database_upgrades_keeping_deliveries(
-    tmp_path: Path,
+    tmp_path: Path, earlier_write: bool
 ) -> None:
     from alembic import command
 
@@ -346,9 +347,14 @@ async def test_ids_are_never_reused_and_an_old_database_upgrades_keeping_deliver
                     " '2026-01-01'), (1, 2, 'pending', '2026-01-01', '2026-01-01', '2026-01-01')"
                 )
             )
+        if earlier_write:  # as an earlier revision in the same run leaves it: mid-transaction
+            async with db.engine.begin() as conn:
+                await conn.execute(text("UPDATE alembic_version SET version_num = '0002'"))
+                await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "head"))
         await db.upgrade()
         async with db.engine.connect() as conn:
             assert (await conn.execute(text("SELECT count(*) FROM deliveries"))).scalar() == 2
+            assert (await conn.execute(text("PRAGMA foreign_key_check"))).all() == []
             assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
         store = SubscriberStore(db)
         assert await store.remove("s2@example.org")

@@ -45,14 +45,16 @@ def _request_columns() -> list[sa.Column[object]]:
 def _rebuild_subscribers_with_autoincrement() -> None:
     bind = op.get_bind()
     # Rebuilding drops the old table; with foreign keys on, that DROP would cascade
-    # into `deliveries`. The pragma only takes effect outside a transaction, which is
-    # the case when an existing database is upgraded (no write before this step); on a
-    # fresh database it is ignored, but there is no row to lose then.
+    # into every table that references it (deliveries). SQLite ignores this pragma
+    # inside a transaction, and one is open when an earlier revision of this run
+    # wrote something (at least alembic_version): that work is complete, so commit
+    # it, then switch the pragma off for the rebuild.
     bind.exec_driver_sql("PRAGMA foreign_keys=OFF")
-    enforced = bind.exec_driver_sql("PRAGMA foreign_keys").scalar()
-    referenced = bind.exec_driver_sql("SELECT count(*) FROM deliveries").scalar()
-    if enforced and referenced:
-        raise RuntimeError("cannot rebuild subscribers inside a transaction with deliveries")
+    if bind.exec_driver_sql("PRAGMA foreign_keys").scalar():
+        bind.exec_driver_sql("COMMIT")
+        bind.exec_driver_sql("PRAGMA foreign_keys=OFF")
+    if bind.exec_driver_sql("PRAGMA foreign_keys").scalar():
+        raise RuntimeError("cannot switch SQLite foreign keys off to rebuild subscribers")
     with op.batch_alter_table(
         "subscribers", recreate="always", table_kwargs={"sqlite_autoincrement": True}
     ) as batch:
