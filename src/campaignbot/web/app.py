@@ -513,4 +513,5 @@ def create_app(
     return app
 
 
-__all__ = ["SECURITY_HEADERS", "WebContext", "create_app"]
+# SecurityHeaders: the dashboard apps import it from here
+__all__ = ["SECURITY_HEADERS", "SecurityHeaders", "WebContext", "create_app", "listen"]
