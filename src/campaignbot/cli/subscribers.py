@@ -35,6 +35,7 @@ from campaignbot.subscribers.model import (
     SubscriberInput,
     SubscriberStatus,
     csv_row,
+    spreadsheet_safe,
 )
 from campaignbot.subscribers.store import ImportCounts, SubscriberStore
 
@@ -293,11 +294,21 @@ def remove(ctx: Context, email: str) -> None:
     help="Which subscribers; the default keeps people who left out of files that may be "
     "imported elsewhere.",
 )
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="Exact values: no `'` before cells a spreadsheet would run as formulas.",
+)
 @pass_context
 @handle_errors
-def export(ctx: Context, status: str) -> None:
-    """Write subscribers as CSV to stdout, in the format `subscribers import` reads."""
+def export(ctx: Context, status: str, raw: bool) -> None:
+    """Write subscribers as CSV to stdout, in the format `subscribers import` reads.
+
+    Spreadsheet-safe unless --raw: a cell starting with = + - @ gets a leading `'`
+    (import removes it again).
+    """
     wanted = None if status == "all" else SubscriberStatus(status)
+    cell = (lambda value: value) if raw else spreadsheet_safe
     writer = csv.writer(sys.stdout, lineterminator="\n")
 
     async def write_all() -> None:
@@ -305,6 +316,6 @@ def export(ctx: Context, status: str) -> None:
             writer.writerow(CSV_COLUMNS)
             async with contextlib.aclosing(SubscriberStore(db).iterate(status=wanted)) as rows:
                 async for subscriber in rows:
-                    writer.writerow(csv_row(subscriber))
+                    writer.writerow([cell(value) for value in csv_row(subscriber)])
 
     run_async(write_all())
