@@ -203,7 +203,7 @@ def measure(k: int, n: int, base_url: str, smtp_port: int, timeout_s: float) -> 
             CAMPAIGNBOT_CONFIG=str(folder / "campaign.toml"),
             CAMPAIGNBOT_TEMPLATES=str(REPO / "templates"),
             CAMPAIGNBOT_DATABASE_URL=url,
-            CAMPAIGNBOT_SECRET_KEY="benchmark-secret-key",
+            CAMPAIGNBOT_SECRET_KEY="benchmark-secret-key-0123456789abcdef",
             CAMPAIGNBOT_PUBLIC_URL="https://alerts.example.org",
             CAMPAIGNBOT_SMTP__HOST="127.0.0.1",
             CAMPAIGNBOT_SMTP__PORT=str(smtp_port),

@@ -25,7 +25,7 @@ def shipped_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("CAMPAIGNBOT_CONFIG", str(SHIPPED))
     monkeypatch.setenv("CAMPAIGNBOT_TEMPLATES", str(REPO / "templates"))
     monkeypatch.setenv("CAMPAIGNBOT_DATABASE_URL", f"sqlite:///{tmp_path}/db.sqlite")
-    monkeypatch.setenv("CAMPAIGNBOT_SECRET_KEY", "test-secret")
+    monkeypatch.setenv("CAMPAIGNBOT_SECRET_KEY", "test-secret-0123456789abcdef0123456789")
 
 
 def test_check_passes_on_the_shipped_config(shipped_env: None) -> None:

@@ -26,7 +26,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         "CAMPAIGNBOT_CONFIG": str(tmp_path / "campaign.toml"),
         "CAMPAIGNBOT_TEMPLATES": str(REPO / "templates"),
         "CAMPAIGNBOT_DATABASE_URL": f"sqlite:///{tmp_path / 'var' / 'campaignbot.db'}",
-        "CAMPAIGNBOT_SECRET_KEY": "test-secret",
+        "CAMPAIGNBOT_SECRET_KEY": "test-secret-0123456789abcdef0123456789",
     }
 
 

@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 def _settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CAMPAIGNBOT_CONFIG", str(REPO / "config" / "campaign.toml"))
     monkeypatch.setenv("CAMPAIGNBOT_TEMPLATES", str(REPO / "templates"))
-    monkeypatch.setenv("CAMPAIGNBOT_SECRET_KEY", "preview-test-key")
+    monkeypatch.setenv("CAMPAIGNBOT_SECRET_KEY", "preview-test-key-0123456789abcdef0123")
     monkeypatch.setenv("CAMPAIGNBOT_PUBLIC_URL", "https://alerts.example.org")
 
 

@@ -26,7 +26,7 @@ def test_run_notifies_systemd_and_feeds_the_watchdog(tmp_path: Path) -> None:
             "CAMPAIGNBOT_CONFIG": str(REPO / "config" / "campaign.toml"),
             "CAMPAIGNBOT_TEMPLATES": str(REPO / "templates"),
             "CAMPAIGNBOT_DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite",
-            "CAMPAIGNBOT_SECRET_KEY": "test",
+            "CAMPAIGNBOT_SECRET_KEY": "test-secret-0123456789abcdef0123456789",
             "CAMPAIGNBOT_MAILDIR": str(tmp_path / "outbox"),
             "CAMPAIGNBOT_HTTP__PORT": str(free_port()),
             "CAMPAIGNBOT_ADMIN__PORT": str(free_port()),

@@ -69,7 +69,7 @@ def setup(tmp_path: Path, smtp_server_thread: Callable[..., ThreadedSMTPServer])
         "CAMPAIGNBOT_CONFIG": str(config),
         "CAMPAIGNBOT_TEMPLATES": str(REPO / "templates"),
         "CAMPAIGNBOT_DATABASE_URL": url,
-        "CAMPAIGNBOT_SECRET_KEY": "test-secret",
+        "CAMPAIGNBOT_SECRET_KEY": "test-secret-0123456789abcdef0123456789",
         **server.env(),
     }
     yield Setup(server, url, env)

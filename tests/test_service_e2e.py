@@ -36,7 +36,7 @@ def bot_env(tmp_path: Path, smtp_server_thread: Callable[..., Any]) -> Iterator[
         CAMPAIGNBOT_CONFIG=str(tmp_path / "campaign.toml"),
         CAMPAIGNBOT_TEMPLATES=str(REPO / "templates"),
         CAMPAIGNBOT_DATABASE_URL=f"sqlite:///{tmp_path}/campaignbot.db",
-        CAMPAIGNBOT_SECRET_KEY="e2e-secret",
+        CAMPAIGNBOT_SECRET_KEY="e2e-secret-0123456789abcdef0123456789",
         CAMPAIGNBOT_HTTP__PORT=str(free_port()),
         CAMPAIGNBOT_ADMIN__PORT=str(free_port()),
         CAMPAIGNBOT_LEASE_S="2",

@@ -26,7 +26,7 @@ def shipped_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("CAMPAIGNBOT_CONFIG", str(REPO / "config" / "campaign.toml"))
     monkeypatch.setenv("CAMPAIGNBOT_TEMPLATES", str(REPO / "templates"))
     monkeypatch.setenv("CAMPAIGNBOT_DATABASE_URL", f"sqlite:///{tmp_path}/db.sqlite")
-    monkeypatch.setenv("CAMPAIGNBOT_SECRET_KEY", "test-secret")
+    monkeypatch.setenv("CAMPAIGNBOT_SECRET_KEY", "test-secret-0123456789abcdef0123456789")
 
 
 def test_public_url_follows_the_http_port(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,21 +16,31 @@ import json
 import os
 import re
 import secrets
+import stat
 import types
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
     EnvSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -65,11 +75,32 @@ class SMTPSettings(BaseModel):
     )
 
 
+def _list(value: Any) -> Any:
+    """A list setting from the environment: JSON (`["a", "b"]`) or `a, b`."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+#: a list of strings that also reads `a,b` from the environment
+StrList = Annotated[list[str], NoDecode, BeforeValidator(_list)]
+
+
 class HTTPSettings(BaseModel):
     """The public web server: sign-up, confirm, unsubscribe, preferences."""
 
     host: str = Field("127.0.0.1", description="public web server bind address")
     port: int = Field(8080, ge=0, le=65535, description="public web server port")
+    #: proxies whose X-Forwarded-For / -Proto are believed (IPs or networks); empty:
+    #: nobody's, the client is the TCP peer
+    trusted_proxies: StrList = Field(
+        default_factory=list,
+        description="proxies (IPs or networks, comma-separated or JSON) whose "
+        "X-Forwarded-For is believed; empty: nobody's",
+    )
 
 
 class BounceSettings(BaseModel):
@@ -131,6 +162,11 @@ class Settings(BaseSettings):
         None,
         description="signs links; at least 32 bytes (losing it breaks every link already sent)",
         json_schema_extra={"shown_default": "generated into `var/secret.key`"},
+    )
+    #: older keys whose links still verify (new links use SECRET_KEY): key rotation
+    secret_key_fallbacks: Annotated[list[SecretStr], NoDecode, BeforeValidator(_list)] = Field(
+        default_factory=list,
+        description="older keys whose links still work (rotation); new links use SECRET_KEY",
     )
     public_url: str = Field(
         "",
@@ -510,24 +546,74 @@ def public_url_warnings(settings: Settings) -> list[str]:
     return warnings
 
 
+#: HMAC keys shorter than this can be brute-forced offline from one token
+MIN_SECRET_BYTES = 32
+
+
+def _check_key(key: str, origin: str) -> str:
+    if not key:
+        raise ConfigError(f"{origin}: the secret key is empty")
+    if len(key.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(
+            f"{origin}: the secret key is too short ({len(key.encode())} bytes); "
+            f"use at least {MIN_SECRET_BYTES}, e.g. `python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'`"
+        )
+    return key
+
+
+def _read_key_file(path: Path) -> str:
+    mode = path.stat().st_mode
+    if mode & 0o077:
+        raise ConfigError(
+            f"{path}: the secret key file is readable by others "
+            f"(mode {stat.filemode(mode)}); run `chmod 600 {path}`"
+        )
+    return _check_key(path.read_text().strip(), str(path))
+
+
+def _create_key_file(path: Path) -> str:
+    """Write a new key with mode 0600 from the start, atomically: a temporary file,
+    then a hard link to the final name, which fails if another process got there
+    first (then its key is the one)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(32)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(key + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return _read_key_file(path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return key
+
+
 def secret_key(settings: Settings) -> str:
-    """The key that signs links: the setting, else `var/secret.key`, generated once."""
+    """The key that signs links: the setting, else `var/secret.key`, generated once.
+
+    ConfigError for a key under 32 bytes, an empty key file or one others can read.
+    """
     if settings.secret_key is not None:
-        return settings.secret_key.get_secret_value()
+        return _check_key(settings.secret_key.get_secret_value(), "CAMPAIGNBOT_SECRET_KEY")
     path = settings.var_dir / "secret.key"
     try:
-        return path.read_text().strip()
+        return _read_key_file(path)
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(32)
-        # O_EXCL so two processes starting together agree on one key
-        try:
-            with path.open("x") as f:
-                f.write(key + "\n")
-            path.chmod(0o600)
-        except FileExistsError:
-            return path.read_text().strip()
-        return key
+        return _create_key_file(path)
+
+
+def secret_key_fallbacks(settings: Settings) -> list[str]:
+    """Older keys that still verify links (`CAMPAIGNBOT_SECRET_KEY_FALLBACKS`)."""
+    return [
+        _check_key(key.get_secret_value(), "CAMPAIGNBOT_SECRET_KEY_FALLBACKS")
+        for key in settings.secret_key_fallbacks
+    ]
 
 
 if __name__ == "__main__":  # pragma: no cover - `python -m campaignbot.settings` prints the table

@@ -48,7 +48,7 @@ async def make_service(
             templates=REPO / "templates",
             database_url=database_url,
             smtp=server.smtp_settings(max_connections=4),
-            secret_key="test-secret",  # type: ignore[arg-type]
+            secret_key="test-secret-0123456789abcdef0123456789",  # type: ignore[arg-type]
             var_dir=tmp_path / "var",
         )
         # no file watcher: the tests call reload() themselves (e2e tests cover watching)

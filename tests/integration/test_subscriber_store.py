@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
-from sqlalchemy import func, insert, literal, select
+from sqlalchemy import func, insert, literal, select, text
 
 from campaignbot.campaign.model import Audience
 from campaignbot.errors import InvalidInputError
 from campaignbot.storage.database import Database
 from campaignbot.storage.tables import UTCDateTime, alerts, deliveries, subscribers
 from campaignbot.subscribers.model import SubscriberInput, SubscriberStatus
+from campaignbot.subscribers.signups import Signup, SignupStore
 from campaignbot.subscribers.store import SubscriberExistsError, SubscriberStore, audience_clause
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -220,49 +222,149 @@ async def test_set_status_and_update_preferences(store: SubscriberStore) -> None
         )
 
 
-async def test_create_pending_and_confirm_implement_double_opt_in(
-    store: SubscriberStore,
+async def _one_due(signups: SignupStore, now: datetime) -> Signup:
+    await signups.take_requests(now=now)
+    due = await signups.due_mails(now=now)
+    assert len(due) == 1
+    return due[0]
+
+
+async def test_sign_up_requests_become_pending_sign_ups_then_subscribers(
+    store: SubscriberStore, db: Database
 ) -> None:
-    new, send = await store.create_pending(entry("a@example.org"), now=NOW, source="web")
-    assert (new.status, new.consent_at, send) == (PENDING, None, True)
+    signups = SignupStore(db)
+    await signups.request(entry("a@example.org", name="A"), now=NOW, source="web")
+    assert await store.get_by_email("a@example.org") is None  # nothing before confirmation
+    signup = await _one_due(signups, NOW)
+    assert await signups.claim_mail(signup, now=NOW)
+    assert not await signups.claim_mail(signup, now=NOW)  # one drain sends it
+    await signups.mail_sent(signup)
+    assert await signups.due_mails(now=NOW) == []
 
-    again, send = await store.create_pending(
-        entry("a@example.org", locale="fi"), now=LATER, source="web"
-    )
-    assert (again.id, again.status, again.locale, send) == (new.id, PENDING, "fi", True)
-
-    confirmed = await store.confirm(new.id, now=LATER)
+    assert await signups.confirm(signup.id, "not-the-nonce", now=LATER) is None
+    confirmed = await signups.confirm(signup.id, signup.nonce, now=LATER)
     assert confirmed is not None
-    assert (confirmed.status, confirmed.consent_at) == (ACTIVE, LATER)
-    assert await store.confirm(new.id, now=LATER + timedelta(days=1)) == confirmed
-    assert await store.confirm(999_999, now=LATER) is None
+    assert (confirmed.status, confirmed.consent_at, confirmed.name) == (ACTIVE, LATER, "A")
+    assert confirmed.link_nonce
+    assert await signups.confirm(signup.id, signup.nonce, now=LATER) is None  # used up
+
+
+async def test_a_crashed_drains_mail_goes_out_after_the_lease(db: Database) -> None:
+    signups = SignupStore(db)
+    await signups.request(entry("a@example.org"), now=NOW, source="web")
+    signup = await _one_due(signups, NOW)
+    assert await signups.claim_mail(signup, now=NOW)  # ... and the process dies
+    assert await signups.due_mails(now=NOW + timedelta(minutes=1)) == []
+    assert await signups.due_mails(now=NOW + timedelta(minutes=6)) == [signup]
 
 
 @pytest.mark.parametrize("status", [ACTIVE, BOUNCED])
-async def test_create_pending_leaves_other_statuses_untouched(
-    store: SubscriberStore, status: SubscriberStatus
+async def test_a_sign_up_for_an_active_or_bounced_address_changes_nothing(
+    store: SubscriberStore, db: Database, status: SubscriberStatus
 ) -> None:
     added = await store.add(entry("a@example.org"), now=NOW, source="cli")
     await store.set_status(added.id, status, now=NOW)
     before = await store.get(added.id)
-    found, send = await store.create_pending(
-        entry("a@example.org", locale="fi"), now=LATER, source="web"
-    )
-    assert (found, send) == (before, False)
-    assert await store.confirm(added.id, now=LATER) == before
+    signups = SignupStore(db)
+    await signups.request(entry("a@example.org", locale="fi"), now=LATER, source="web")
+    assert await signups.take_requests(now=LATER) == 1
+    assert await signups.due_mails(now=LATER) == []  # no mail
+    assert await store.get(added.id) == before
 
 
 async def test_someone_who_unsubscribed_may_sign_up_again_with_double_opt_in(
-    store: SubscriberStore,
+    store: SubscriberStore, db: Database
 ) -> None:
     added = await store.add(entry("a@example.org"), now=NOW, source="cli")
-    await store.set_status(added.id, UNSUBSCRIBED, now=NOW)
-    found, send = await store.create_pending(entry("a@example.org"), now=LATER, source="web")
-    assert send is True
-    assert found.status == SubscriberStatus.PENDING  # no alerts until the link is followed
-    confirmed = await store.confirm(added.id, now=LATER)
+    left = await store.set_status(added.id, UNSUBSCRIBED, now=NOW)
+    assert left is not None
+    assert left.link_nonce != added.link_nonce  # old links stop working
+    signups = SignupStore(db)
+    await signups.request(entry("a@example.org", locale="fi"), now=LATER, source="web")
+    signup = await _one_due(signups, LATER)
+    assert await store.get(added.id) == left  # unchanged until the link is followed
+    confirmed = await signups.confirm(signup.id, signup.nonce, now=LATER)
     assert confirmed is not None
-    assert confirmed.status == ACTIVE
+    assert (confirmed.id, confirmed.status, confirmed.locale) == (added.id, ACTIVE, "fi")
+    assert confirmed.link_nonce not in (added.link_nonce, left.link_nonce)
+
+
+async def test_one_mail_per_address_per_day_and_purge_after_a_week(db: Database) -> None:
+    signups = SignupStore(db)
+    await signups.request(entry("a@example.org"), now=NOW, source="web")
+    first = await _one_due(signups, NOW)
+    await signups.claim_mail(first, now=NOW)
+    await signups.mail_sent(first)
+    for hours in (1, 23):
+        await signups.request(entry("a@example.org"), now=NOW, source="web")
+        await signups.take_requests(now=NOW + timedelta(hours=hours))
+        assert await signups.due_mails(now=NOW + timedelta(hours=hours)) == []
+    later = NOW + timedelta(hours=25)
+    await signups.request(entry("a@example.org"), now=later, source="web")
+    second = await _one_due(signups, later)
+    assert second.nonce != first.nonce  # the first mail's link no longer works
+    assert await signups.confirm(first.id, first.nonce, now=later) is None
+
+    assert await signups.purge(now=later + timedelta(days=6)) == 0
+    assert await signups.purge(now=later + timedelta(days=7, seconds=1)) == 1
+    assert await signups.confirm(second.id, second.nonce, now=later) is None
+
+
+@pytest.mark.parametrize("earlier_write", [False, True], ids=["alone", "after-another-revision"])
+async def test_ids_are_never_reused_and_an_old_database_upgrades_keeping_deliveries(
+    tmp_path: Path, earlier_write: bool
+) -> None:
+    from alembic import command
+
+    from campaignbot.storage.database import alembic_config, open_database
+
+    db = open_database(f"sqlite:///{tmp_path}/old.db")
+    try:
+        async with db.engine.begin() as conn:
+            await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "0002"))
+        await db.engine.dispose()
+        async with db.engine.begin() as conn:
+            for n in (1, 2):
+                await conn.execute(
+                    text(
+                        "INSERT INTO subscribers (id, email, email_key, locale, timezone, status,"
+                        " created_at, updated_at) VALUES (:n, :e, :e, 'en', 'UTC', 'active',"
+                        " '2026-01-01', '2026-01-01')"
+                    ),
+                    {"n": n, "e": f"s{n}@example.org"},
+                )
+            await conn.execute(
+                text(
+                    "INSERT INTO alerts (id, key, event_id, reminder, kind, due_at, fired_at,"
+                    " status) VALUES (1, 'e:1d', 'e', '1d', 'alert', '2026-01-01',"
+                    " '2026-01-01', 'fired')"
+                )
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO deliveries (alert_id, subscriber_id, status, next_attempt_at,"
+                    " created_at, updated_at) VALUES (1, 1, 'sent', '2026-01-01', '2026-01-01',"
+                    " '2026-01-01'), (1, 2, 'pending', '2026-01-01', '2026-01-01', '2026-01-01')"
+                )
+            )
+        if earlier_write:  # as an earlier revision in the same run leaves it: mid-transaction
+            async with db.engine.begin() as conn:
+                await conn.execute(text("UPDATE alembic_version SET version_num = '0002'"))
+                await conn.run_sync(lambda c: command.upgrade(alembic_config(c), "head"))
+        await db.upgrade()
+        async with db.engine.connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM deliveries"))).scalar() == 2
+            assert (await conn.execute(text("PRAGMA foreign_key_check"))).all() == []
+            assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
+        store = SubscriberStore(db)
+        assert await store.remove("s2@example.org")
+        again = await store.add(entry("s3@example.org"), now=NOW, source="cli")
+        assert again.id == 3  # not 2: AUTOINCREMENT
+        old = await store.get(1)
+        assert old is not None
+        assert old.link_nonce == ""  # links in mails already sent keep working
+    finally:
+        await db.dispose()
 
 
 # who is in the table for the audience tests: email -> (countries, topics, status)

@@ -84,7 +84,7 @@ async def app_client(database_url: str, tmp_path: Path) -> AsyncIterator[Fuzzed]
         templates=REPO / "templates",
         database_url=database_url,
         maildir=tmp_path / "outbox",
-        secret_key="fuzz-secret-0123456789abcdef",
+        secret_key="fuzz-secret-0123456789abcdef-0123",
         public_url="http://testserver",
         var_dir=tmp_path / "var",
     )
@@ -93,7 +93,7 @@ async def app_client(database_url: str, tmp_path: Path) -> AsyncIterator[Fuzzed]
     entry = SubscriberInput.create("fuzz@example.org", locale="en", timezone="UTC")
     subscriber = await service.store.add(entry, now=service.clock(), source="fuzz")
     tokens = {
-        p: service.signer.sign(p, subscriber.id)
+        p: service.signer.sign(p, subscriber.id, subscriber.link_nonce)
         for p in ("confirm", "preferences", "unsubscribe", "calendar")
     }
     transport = httpx.ASGITransport(app=app)

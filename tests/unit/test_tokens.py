@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from itsdangerous import URLSafeTimedSerializer
 
-from campaignbot.email.tokens import ROUTES, LinkSigner
+from campaignbot.email.tokens import ROUTES, LinkSigner, LinkToken, calendar_feed_url
 from campaignbot.errors import TokenError
 
 SECRET = "test-secret-key"
@@ -66,18 +66,56 @@ def test_a_token_for_one_purpose_does_not_work_for_another() -> None:
         signer.verify(signer.sign("calendar", 1), "preferences")
 
 
-def test_confirm_links_expire_after_seven_days_and_others_never() -> None:
+def test_confirm_links_expire_after_7_days_preferences_after_90_unsubscribe_never() -> None:
     clock = FakeClock(1_750_000_000)
     signer = LinkSigner(SECRET, clock=clock)
-    confirm = signer.sign("confirm", 5)
-    unsubscribe = signer.sign("unsubscribe", 5)
+    confirm = signer.sign("confirm", 5, "n0nce")
+    preferences = signer.sign("preferences", 5, "n0nce")
+    unsubscribe = signer.sign("unsubscribe", 5, "n0nce")
     clock.now += 6 * DAY_S
     assert signer.verify(confirm, "confirm") == 5
     clock.now += 2 * DAY_S
     with pytest.raises(TokenError, match="expired"):
         signer.verify(confirm, "confirm")
+    clock.now += 81 * DAY_S
+    assert signer.verify(preferences, "preferences") == 5
+    clock.now += 2 * DAY_S
+    with pytest.raises(TokenError, match="expired"):
+        signer.verify(preferences, "preferences")
+    # RFC 8058: the one-click link in an old email keeps working (bound by the nonce)
     clock.now += 3650 * DAY_S
-    assert signer.verify(unsubscribe, "unsubscribe") == 5
+    assert signer.open(unsubscribe, "unsubscribe") == LinkToken(5, "n0nce")
+
+
+def test_a_token_carries_the_rows_link_nonce() -> None:
+    signer = LinkSigner(SECRET)
+    token = signer.sign("unsubscribe", 7, "AbC-_9xyz")
+    assert signer.open(token, "unsubscribe") == LinkToken(7, "AbC-_9xyz")
+    assert signer.open(signer.sign("unsubscribe", 7), "unsubscribe") == LinkToken(7, "")
+    assert token != signer.sign("unsubscribe", 7, "other")
+    with pytest.raises(ValueError, match="nonce"):
+        signer.sign("unsubscribe", 7, "bad nonce.")
+
+
+def test_old_keys_verify_during_a_rotation_new_links_use_the_new_key() -> None:
+    old_key, new_key = "o" * 32, "n" * 32
+    old_token = LinkSigner(old_key).sign("unsubscribe", 1, "abc")
+    rotated = LinkSigner(new_key, fallbacks=[old_key])
+    assert rotated.open(old_token, "unsubscribe") == LinkToken(1, "abc")
+    new_token = rotated.sign("unsubscribe", 1, "abc")
+    assert LinkSigner(new_key).verify(new_token, "unsubscribe") == 1
+    assert rotated.sign_many(("unsubscribe",), 1, "abc")["unsubscribe"] == new_token
+    with pytest.raises(TokenError):
+        LinkSigner(old_key).verify(new_token, "unsubscribe")
+    with pytest.raises(TokenError):
+        LinkSigner(new_key).verify(old_token, "unsubscribe")  # fallback removed
+
+
+def test_the_calendar_link_is_the_public_feed() -> None:
+    assert (
+        calendar_feed_url("https://alerts.example.org/") == "webcal://alerts.example.org/events.ics"
+    )
+    assert calendar_feed_url("http://127.0.0.1:8080") == "webcal://127.0.0.1:8080/events.ics"
 
 
 def test_max_age_can_be_given_per_call() -> None:
@@ -126,4 +164,6 @@ def test_sign_many_makes_exactly_the_tokens_sign_makes(subscriber_id: int, now: 
     purposes = ("unsubscribe", "preferences", "calendar")
     tokens = signer.sign_many(purposes, subscriber_id)
     assert tokens == {p: signer.sign(p, subscriber_id) for p in purposes}
+    bound = signer.sign_many(purposes, subscriber_id, "n0nce")
+    assert bound == {p: signer.sign(p, subscriber_id, "n0nce") for p in purposes}
     assert signer.verify(tokens["calendar"], "calendar", max_age_s=10**12) == subscriber_id

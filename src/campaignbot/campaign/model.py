@@ -27,8 +27,10 @@ from pydantic import (
 
 from campaignbot.errors import ConfigError, Problem
 
-_OFFSET_RE = re.compile(r"^(?:0|([1-9][0-9]{0,4})([wdhm]))$")
-_SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+# fullmatch everywhere: `$` also matches before a final "\n", which would put a bare LF
+# into a mail header (an event id is an attachment file name)
+_OFFSET_RE = re.compile(r"(?:0|([1-9][0-9]{0,4})([wdhm]))")
+_SLUG_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 _UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes"}
 
 #: the languages the campaign ships in (templates, web pages, event texts)
@@ -75,7 +77,7 @@ def parse_offset(value: object) -> Offset:
         value = "0"
     if not isinstance(value, str):
         raise ValueError(f"offset must be a string like '1d', got {value!r}")
-    match = _OFFSET_RE.match(value.strip())
+    match = _OFFSET_RE.fullmatch(value.strip())
     if not match:
         raise ValueError(f"bad offset {value!r}: use '<n>w', '<n>d', '<n>h', '<n>m' or '0'")
     if match.group(1) is None:
@@ -111,7 +113,7 @@ def _country(code: str) -> str:
 
 
 def _topic(name: str) -> str:
-    if not _SLUG_RE.match(name):
+    if not _SLUG_RE.fullmatch(name):
         raise ValueError(f"topic must be a lowercase slug like 'mine-ban-treaty', got {name!r}")
     return name
 
@@ -201,7 +203,7 @@ class Action(_Strict):
 
 
 def _http_url(url: str) -> str:
-    if not re.match(r"^https?://[^\s/$.?#][^\s]*$", url) or _no_control_chars(url) != url:
+    if not re.fullmatch(r"https?://[^\s/$.?#][^\s]*", url) or _no_control_chars(url) != url:
         raise ValueError(f"not an http(s) URL: {url!r}")
     return url
 
@@ -237,7 +239,7 @@ class Event(_Strict):
     @field_validator("id")
     @classmethod
     def _check_id(cls, value: str) -> str:
-        if not _SLUG_RE.match(value):
+        if not _SLUG_RE.fullmatch(value):
             raise ValueError(f"id must be a lowercase slug like 'fi-final-vote', got {value!r}")
         return value
 

@@ -30,7 +30,7 @@ from campaignbot.cli.common import (
     run_async,
 )
 from campaignbot.errors import InvalidInputError, Problem
-from campaignbot.subscribers.columns import parse_mapping, sniff_delimiter, spreadsheet_safe
+from campaignbot.subscribers.columns import parse_mapping, sniff_delimiter
 from campaignbot.subscribers.model import (
     CSV_COLUMNS,
     CsvImport,
@@ -39,6 +39,7 @@ from campaignbot.subscribers.model import (
     SubscriberStatus,
     check_choices,
     csv_row,
+    spreadsheet_safe,
 )
 from campaignbot.subscribers.store import ImportCounts, SubscriberStore
 
@@ -361,16 +362,18 @@ def remove(ctx: Context, email: str) -> None:
 @click.option(
     "--raw",
     is_flag=True,
-    help="Cells exactly as stored (default: a cell starting with = + - @ gets a ' so "
-    "a spreadsheet shows it as text, not a formula).",
+    help="Exact values: no `'` before cells a spreadsheet would run as formulas.",
 )
 @pass_context
 @handle_errors
 def export(ctx: Context, status: str, raw: bool) -> None:
     """Write subscribers as CSV to stdout, in the format `subscribers import` reads.
 
-    Spreadsheet-safe by default; `import` reads such a file back unchanged."""
+    Spreadsheet-safe unless --raw: a cell starting with = + - @ gets a leading `'`
+    (import removes it again).
+    """
     wanted = None if status == "all" else SubscriberStatus(status)
+    cell = (lambda value: value) if raw else spreadsheet_safe
     require_database(ctx)
     writer = csv.writer(sys.stdout, lineterminator="\n")
 
@@ -379,7 +382,6 @@ def export(ctx: Context, status: str, raw: bool) -> None:
             writer.writerow(CSV_COLUMNS)
             async with contextlib.aclosing(SubscriberStore(db).iterate(status=wanted)) as rows:
                 async for subscriber in rows:
-                    cells = csv_row(subscriber)
-                    writer.writerow(cells if raw else [spreadsheet_safe(c) for c in cells])
+                    writer.writerow([cell(value) for value in csv_row(subscriber)])
 
     run_async(write_all())

@@ -26,7 +26,14 @@ async def serve_web(settings: Settings, *, host: str, port: int) -> None:
         await service.db.upgrade()
         # no scheduler runs here, and no admin listener: pages only
         app = create_app(service.web_context())
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            # X-Forwarded-For is read by the app, from CAMPAIGNBOT_HTTP__TRUSTED_PROXIES only
+            proxy_headers=False,
+        )
         logger.info(
             "campaignbot web: serving on http://%s:%d (pages only: no alerts are sent)",
             host,

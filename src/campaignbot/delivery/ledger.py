@@ -90,6 +90,7 @@ class Claim:
     locale: str
     timezone: str
     subscriber_status: str
+    link_nonce: str = ""  # signed into the links of the message
 
 
 @dataclass(frozen=True)
@@ -415,6 +416,7 @@ class Ledger:
                     subscribers.c.locale,
                     subscribers.c.timezone,
                     subscribers.c.status.label("subscriber_status"),
+                    subscribers.c.link_nonce,
                 )
                 .select_from(
                     deliveries.join(alerts, deliveries.c.alert_id == alerts.c.id)

@@ -90,7 +90,28 @@ def _chunks(items: Sequence[Claim], size: int) -> Iterator[Sequence[Claim]]:
 
 
 def _recipient(claim: Claim) -> Recipient:
-    return Recipient(claim.subscriber_id, claim.email, claim.name, claim.locale, claim.timezone)
+    return Recipient(
+        claim.subscriber_id,
+        claim.email,
+        claim.name,
+        claim.locale,
+        claim.timezone,
+        claim.link_nonce,
+    )
+
+
+def _render_failed(claim: Claim, err: Exception) -> Outcome:
+    """A message that cannot be rendered: failed for good, never retried (the same
+    input fails the same way) and not a bounce (the address did nothing wrong)."""
+    extra = {"action": "render_failed", "alert": claim.alert_key}
+    if isinstance(err, UnicodeError):
+        # a non-ASCII address (zoë@...) that this message cannot carry: not a bug
+        text = f"{claim.alert_key}: cannot write to a non-ASCII address: {err}"
+        logger.warning("%s: %s", claim.email, text, extra=extra)
+    else:
+        text = f"{claim.alert_key}: cannot render: {err}"
+        logger.exception("%s: %s: cannot render", claim.alert_key, claim.email, extra=extra)
+    return Failed(claim.delivery_id, None, text, None)
 
 
 class _Batch:
@@ -261,15 +282,8 @@ class Sender:
                     assert event is not None  # a claim without one was skipped
                     try:
                         message = self._render(renderer, event, claim, now)
-                    except Exception as err:
-                        logger.exception(
-                            "%s: %s: cannot render",
-                            claim.alert_key,
-                            claim.email,
-                            extra={"action": "render_failed", "alert": claim.alert_key},
-                        )
-                        failure = DeliveryError(f"{claim.alert_key}: cannot render: {err}")
-                        done(claim, self._failure(claim, failure))
+                    except Exception as err:  # noqa: BLE001 - logged in _render_failed
+                        done(claim, _render_failed(claim, err))
                         continue
                     await queue.put((claim, message))
                 if len(batch.unflushed) >= CHUNK_SIZE:

@@ -72,7 +72,7 @@ from campaignbot.email.personalize import (
     probe,
     split_bytes,
 )
-from campaignbot.email.tokens import LinkSigner, build_link
+from campaignbot.email.tokens import LinkSigner, build_link, calendar_feed_url
 from campaignbot.email.views import (
     MINUTE,
     ActionView,
@@ -274,7 +274,7 @@ class Renderer:
             "subscriber": to,
             "campaign": self.campaign_view(to.locale),
             "confirm_url": build_link(
-                self._public_url, "confirm", self._signer.sign("confirm", to.id)
+                self._public_url, "confirm", self._signer.sign("confirm", to.id, to.nonce)
             ),
         }
         subject, text, html = self._parts("confirm", to.locale, context)
@@ -327,9 +327,14 @@ class Renderer:
         return {
             "subscriber": to,
             "campaign": self.campaign_view(to.locale),
-            "unsubscribe_url": build_link(base, "unsubscribe", sign("unsubscribe", to.id)),
-            "preferences_url": build_link(base, "preferences", sign("preferences", to.id)),
-            "calendar_url": build_link(base, "calendar", sign("calendar", to.id)),
+            "unsubscribe_url": build_link(
+                base, "unsubscribe", sign("unsubscribe", to.id, to.nonce)
+            ),
+            "preferences_url": build_link(
+                base, "preferences", sign("preferences", to.id, to.nonce)
+            ),
+            # the public feed: a calendar app polls it for years, it must not carry a token
+            "calendar_url": calendar_feed_url(base),
         }
 
     def _cached(self, key: tuple[Any, ...]) -> Any:
@@ -557,6 +562,7 @@ class Renderer:
             }
             for slot in TOKENS:
                 context[f"{slot}_url"] = probe(build_link(base, slot, probes.tokens[slot]), probes)
+            context["calendar_url"] = calendar_feed_url(base)  # public, the same for all
             return (
                 self._render(kind, "subject", to.locale, context),
                 self._render(kind, "txt", to.locale, context),
@@ -587,7 +593,7 @@ class Renderer:
         return Shape(parts, skeleton)
 
     def _personalized(self, shape: Shape, to: Recipient, now: datetime) -> Wire:
-        tokens = self._signer.sign_many(TOKENS, to.id)
+        tokens = self._signer.sign_many(TOKENS, to.id, to.nonce)
         values = {"name": to.name, "email": to.email, **tokens}
         subject, text, html = shape.parts.render_wire(values)
         message_id = make_msgid(domain=self._domain)

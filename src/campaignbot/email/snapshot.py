@@ -16,7 +16,7 @@ from campaignbot.email.render import Renderer
 from campaignbot.email.template_check import check_templates
 from campaignbot.email.tokens import LinkSigner
 from campaignbot.errors import TemplateError
-from campaignbot.settings import Settings, secret_key
+from campaignbot.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Snapshot:
 
 def build_snapshot(settings: Settings, campaign: Campaign) -> Snapshot:
     """The renderer, signer and plan of an already validated `campaign`."""
-    signer = LinkSigner(secret_key(settings), public_url=settings.public_url)
+    signer = LinkSigner.from_settings(settings)
     renderer = Renderer(settings.templates, campaign, signer=signer, public_url=settings.public_url)
     send_at = campaign.campaign.send_at
     plan = tuple(sorted(a for e in campaign.events for a in alerts_for_event(e, send_at)))

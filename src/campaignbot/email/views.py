@@ -18,6 +18,8 @@ class Recipient:
     name: str
     locale: str
     timezone: str
+    #: the row's link nonce, signed into every link (see tokens.py)
+    nonce: str = ""
 
 
 @dataclass(frozen=True)

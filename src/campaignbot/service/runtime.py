@@ -220,7 +220,14 @@ class Service:
             def capture_signals(self) -> Iterator[None]:
                 yield
 
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            # X-Forwarded-For is read by the app, from CAMPAIGNBOT_HTTP__TRUSTED_PROXIES only
+            proxy_headers=False,
+        )
         server = _EmbeddedServer(config)
         self._web_servers.append(server)
         self._tasks.append(asyncio.create_task(server.serve([sock]), name=name))

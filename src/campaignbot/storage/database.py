@@ -76,6 +76,10 @@ class Database:
                 if self.is_postgres:
                     await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK})
                 await conn.run_sync(_run_upgrade)
+            if not self.is_postgres:
+                # a migration may turn SQLite's foreign keys off on its connection
+                # (0004); new connections get the pragmas again
+                await self.engine.dispose()
         except (SQLAlchemyError, OSError) as err:
             raise StoreError(
                 f"{self.display_url}: cannot migrate the database: {_first_line(err)}",

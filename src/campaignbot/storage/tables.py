@@ -81,6 +81,12 @@ subscribers = Table(
     Column("status_reason", String(500), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # random, in every link token; a new one on unsubscribe and re-subscribe, so links
+    # from before stop working ('' for rows from before migration 0004)
+    Column("link_nonce", String(32), nullable=False, server_default=""),
+    # AUTOINCREMENT: SQLite would otherwise hand a deleted subscriber's id to the next
+    # one, and old links name ids
+    sqlite_autoincrement=True,
 )
 Index("ix_subscribers_status", subscribers.c.status)
 
@@ -175,3 +181,53 @@ Index(
     bounce_reports.c.kind,
     bounce_reports.c.received_at,
 )
+
+# -- web sign-ups (double opt-in) ----------------------------------------------------
+
+#: The sign-up form's durable outbox: POST /subscribe writes one row, whatever the
+#: address, and answers; `drain_signup_outbox` does the rest (the same statements for
+#: known and new addresses, so the answer's timing tells nothing).
+signup_outbox = Table(
+    "signup_outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("email", String(320), nullable=False),
+    Column("name", String(200), nullable=False, server_default=""),
+    Column("locale", String(16), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("countries", String(400), nullable=False, server_default=""),
+    Column("topics", String(2000), nullable=False, server_default=""),
+    Column("follows_all", Boolean, nullable=False, server_default="0"),
+    Column("source", String(200), nullable=False, server_default=""),
+    Column("created_at", UTCDateTime, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+#: A pending sign-up: what was asked for, kept apart from `subscribers` so nothing about
+#: an existing subscriber changes until the confirm link is followed. One row per
+#: address; purged 7 days after it was made.
+signups = Table(
+    "signups",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("email_key", String(320), nullable=False, unique=True),
+    Column("email", String(320), nullable=False),
+    Column("name", String(200), nullable=False, server_default=""),
+    Column("locale", String(16), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("countries", String(400), nullable=False, server_default=""),
+    Column("topics", String(2000), nullable=False, server_default=""),
+    Column("follows_all", Boolean, nullable=False, server_default="0"),
+    Column("source", String(200), nullable=False, server_default=""),
+    # in the confirm token: a newer request for the address makes older links useless
+    Column("nonce", String(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    # a confirmation mail is owed (set in the same transaction as the request is taken)
+    Column("mail_due", Boolean, nullable=False, server_default="0"),
+    # when the last confirmation mail went out: at most one per address per 24 h
+    Column("mailed_at", UTCDateTime, nullable=True),
+    # set when the link was followed: a confirm token works once
+    Column("confirmed_at", UTCDateTime, nullable=True),
+    sqlite_autoincrement=True,
+)
+Index("ix_signups_created_at", signups.c.created_at)

@@ -129,17 +129,3 @@ def sniff_delimiter(header_line: str) -> str:
     counts = {d: header_line.count(d) for d in (",", ";", "\t")}
     best = max(counts, key=lambda d: counts[d])
     return best if counts[best] else ","
-
-
-#: a cell starting with one of these is a formula to Excel, LibreOffice and Sheets
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def spreadsheet_safe(cell: str) -> str:
-    """`'=HYPERLINK(...)` instead of a live formula (OWASP "CSV injection")."""
-    return "'" + cell if cell.startswith(_FORMULA_START) else cell
-
-
-def unescape_cell(cell: str) -> str:
-    """Undo `spreadsheet_safe`, so that an export imports back unchanged."""
-    return cell[1:] if cell.startswith("'") and cell[1:].startswith(_FORMULA_START) else cell

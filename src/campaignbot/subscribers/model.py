@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import secrets
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +15,7 @@ from babel import Locale, UnknownLocaleError
 from email_validator import EmailNotValidError, validate_email
 
 from campaignbot.errors import InvalidInputError, Problem
-from campaignbot.subscribers.columns import BLOCKLISTED, unescape_cell
+from campaignbot.subscribers.columns import BLOCKLISTED
 from campaignbot.subscribers.columns import parse_header as columns_header
 
 #: The CSV header of `subscribers import` and `subscribers export`, in this order.
@@ -24,6 +25,11 @@ _COUNTRY_RE = re.compile(r"[A-Z]{2}")
 _TOPIC_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 # column widths in tables.subscribers; PostgreSQL rejects longer values, SQLite would not
 _MAX_NAME, _MAX_COUNTRIES, _MAX_TOPICS = 200, 400, 2000
+
+
+def new_link_nonce() -> str:
+    """A fresh random link nonce: 72 bits, 12 URL-safe characters."""
+    return secrets.token_urlsafe(9)
 
 
 class SubscriberStatus(StrEnum):
@@ -64,6 +70,8 @@ class Subscriber:
     created_at: datetime
     updated_at: datetime
     hard_bounces: int = 0
+    #: in every link token; replaced on unsubscribe and re-subscribe (see email/tokens.py)
+    link_nonce: str = ""
 
     @property
     def zone(self) -> ZoneInfo:
@@ -209,6 +217,24 @@ def decode_list(stored: str) -> frozenset[str]:
     return frozenset(item for item in stored.split(";") if item)
 
 
+#: a cell starting with one of these is a formula to Excel, LibreOffice and Sheets
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """`cell` as a spreadsheet shows it literally: a leading `'` before a cell that
+    would be read as a formula (`=HYPERLINK(...)`, and addresses may start with `=`,
+    `+`, `-`); OWASP's advice for CSV injection. `unguard` undoes it on import."""
+    return f"'{cell}" if cell.startswith(_FORMULA_START) else cell
+
+
+def unguard(cell: str) -> str:
+    """A cell written by `spreadsheet_safe`, as it was (other cells unchanged)."""
+    if cell.startswith("'") and cell[1:].startswith(_FORMULA_START):
+        return cell[1:]
+    return cell
+
+
 def csv_row(subscriber: Subscriber | SubscriberInput) -> list[str]:
     """The CSV cells of a subscriber, in `CSV_COLUMNS` order."""
     return [
@@ -244,8 +270,7 @@ def parse_row(
         raise ValueError(f"expected {expected} fields, got {len(cells)}")
 
     def cell(name: str) -> str:
-        # an export made spreadsheet-safe reads back as it was
-        return unescape_cell(cells[columns[name]].strip()) if name in columns else ""
+        return unguard(cells[columns[name]].strip()) if name in columns else ""
 
     # Mailchimp splits the name in two
     name = cell("name") or " ".join(p for p in (cell("first_name"), cell("last_name")) if p)

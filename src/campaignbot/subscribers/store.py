@@ -26,6 +26,7 @@ from campaignbot.subscribers.model import (
     decode_list,
     email_key,
     encode_list,
+    new_link_nonce,
     normalize_countries,
     normalize_locale,
     normalize_timezone,
@@ -98,10 +99,12 @@ def _new_row(
         "consent_source": source[:200],
         "created_at": now,
         "updated_at": now,
+        "link_nonce": new_link_nonce(),
     }
 
 
-def _subscriber(row: RowMapping) -> Subscriber:
+def subscriber_from_row(row: RowMapping) -> Subscriber:
+    """A `subscribers` row as a Subscriber."""
     return Subscriber(
         id=row["id"],
         email=row["email"],
@@ -117,6 +120,7 @@ def _subscriber(row: RowMapping) -> Subscriber:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         hard_bounces=row["hard_bounces"],
+        link_nonce=row["link_nonce"],
     )
 
 
@@ -132,6 +136,11 @@ class SubscriberStore:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    @property
+    def database(self) -> Database:
+        """The database this store works on (the sign-up store shares it)."""
+        return self._db
 
     def _insert(self) -> postgresql.Insert | sqlite.Insert:
         return (postgresql.insert if self._db.is_postgres else sqlite.insert)(subscribers)
@@ -152,12 +161,12 @@ class SubscriberStore:
     async def _by_key(self, conn: AsyncConnection, key: str) -> Subscriber | None:
         query = select(subscribers).where(subscribers.c.email_key == key)
         row = (await conn.execute(query)).mappings().first()
-        return _subscriber(row) if row else None
+        return subscriber_from_row(row) if row else None
 
     async def _by_id(self, conn: AsyncConnection, subscriber_id: int) -> Subscriber | None:
         query = select(subscribers).where(subscribers.c.id == subscriber_id)
         row = (await conn.execute(query)).mappings().first()
-        return _subscriber(row) if row else None
+        return subscriber_from_row(row) if row else None
 
     async def add(
         self,
@@ -178,7 +187,7 @@ class SubscriberStore:
                 except IntegrityError:  # added concurrently since the look-up
                     pass
                 else:
-                    return _subscriber(row)
+                    return subscriber_from_row(row)
                 existing = await self._by_key(conn, entry.email_key)
         state = f" (status {existing.status}, id {existing.id})" if existing else ""
         raise SubscriberExistsError(f"{entry.email}: already a subscriber{state}")
@@ -293,7 +302,7 @@ class SubscriberStore:
             async with self._db.engine.connect() as conn:
                 result = await conn.stream(query.execution_options(yield_per=batch_size))
                 async for row in result.mappings():
-                    yield _subscriber(row)
+                    yield subscriber_from_row(row)
         except (SQLAlchemyError, OSError) as err:
             raise self._error(err) from _cause(err)
 
@@ -326,16 +335,19 @@ class SubscriberStore:
     async def set_status(
         self, subscriber_id: int, status: SubscriberStatus, *, now: datetime
     ) -> Subscriber | None:
-        """Set the status (unsubscribe, bounce, ...); None if there is no such id."""
+        """Set the status (unsubscribe, bounce, ...); None if there is no such id.
+
+        A change of status gets a new link nonce: links sent before it stop working.
+        """
         async with self._begin() as conn:
             query = (
                 update(subscribers)
                 .where(subscribers.c.id == subscriber_id, subscribers.c.status != status.value)
-                .values(status=status.value, updated_at=now)
+                .values(status=status.value, updated_at=now, link_nonce=new_link_nonce())
                 .returning(*subscribers.c)
             )
             row = (await conn.execute(query)).mappings().first()
-            return _subscriber(row) if row else await self._by_id(conn, subscriber_id)
+            return subscriber_from_row(row) if row else await self._by_id(conn, subscriber_id)
 
     async def update_preferences(
         self,
@@ -375,65 +387,7 @@ class SubscriberStore:
                 .returning(*subscribers.c)
             )
             row = (await conn.execute(query)).mappings().first()
-            return _subscriber(row) if row else None
-
-    async def create_pending(
-        self, entry: SubscriberInput, *, now: datetime, source: str
-    ) -> tuple[Subscriber, bool]:
-        """A web sign-up (double opt-in): returns the subscriber and whether to send a
-        confirmation mail.
-
-        A new address is stored as pending; a pending one stays pending with the new
-        fields (the mail goes out again). Someone who unsubscribed may sign up again:
-        they become pending, and only the confirmation link (proof they own the
-        address) makes them active. Active and bounced addresses are left untouched
-        and get no mail.
-        """
-        async with self._begin() as conn:
-            insert = (
-                self._insert()
-                .values(_new_row(entry, now=now, status=SubscriberStatus.PENDING, source=source))
-                .on_conflict_do_nothing(index_elements=[subscribers.c.email_key])
-                .returning(*subscribers.c)
-            )
-            row = (await conn.execute(insert)).mappings().first()
-            if row is not None:
-                return _subscriber(row), True
-            pending = SubscriberStatus.PENDING.value
-            may_sign_up = (pending, SubscriberStatus.UNSUBSCRIBED.value)
-            query = (
-                update(subscribers)
-                .where(
-                    subscribers.c.email_key == entry.email_key,
-                    subscribers.c.status.in_(may_sign_up),
-                )
-                .values(
-                    **_fields(entry), status=pending, consent_source=source[:200], updated_at=now
-                )
-                .returning(*subscribers.c)
-            )
-            row = (await conn.execute(query)).mappings().first()
-            if row is not None:
-                return _subscriber(row), True
-            existing = await self._by_key(conn, entry.email_key)
-        if existing is None:  # deleted between the two statements
-            raise StoreError(f"{entry.email}: removed while signing up; try again")
-        return existing, False
-
-    async def confirm(self, subscriber_id: int, *, now: datetime) -> Subscriber | None:
-        """Pending -> active, recording consent now; other statuses stay as they are."""
-        async with self._begin() as conn:
-            query = (
-                update(subscribers)
-                .where(
-                    subscribers.c.id == subscriber_id,
-                    subscribers.c.status == SubscriberStatus.PENDING.value,
-                )
-                .values(status=SubscriberStatus.ACTIVE.value, consent_at=now, updated_at=now)
-                .returning(*subscribers.c)
-            )
-            row = (await conn.execute(query)).mappings().first()
-            return _subscriber(row) if row else await self._by_id(conn, subscriber_id)
+            return subscriber_from_row(row) if row else None
 
     async def count_by_status(self) -> dict[str, int]:
         """Subscribers by status (for `/metrics`)."""

@@ -1,59 +1,65 @@
-"""The public web app: events and sign-up, confirm, unsubscribe, preferences, calendar,
-and a minimal /healthz for a load balancer. Server-rendered, sandboxed Jinja2 pages; no JavaScript needed.
+"""The public web app: events and sign-up, the privacy notice, the calendar feed, and a
+minimal /healthz for a load balancer. Server-rendered, sandboxed Jinja2 pages; no
+JavaScript needed.
 
-Every link token is verified before anything is read or changed; a forged, tampered
-or expired token gets a 400 page and changes nothing. Forms carry a CSRF token,
-except the RFC 8058 one-click unsubscribe, whose signed URL is its authorization.
+Around it: links.py (the pages behind email links), middleware.py (security headers,
+Host check, client address behind trusted proxies), signups.py (the confirmation mails),
+pages.py (templates and catalogs). Forms carry a CSRF token; a sign-up is one INSERT
+and the same answer for any address.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
-import tomllib
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
-from jinja2 import FileSystemLoader, StrictUndefined
-from jinja2.sandbox import SandboxedEnvironment
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from campaignbot.email.calendar import feed_ics
-from campaignbot.email.render import Recipient
 from campaignbot.email.snapshot import Snapshot
-from campaignbot.errors import CampaignbotError, ConfigError, StoreError, TokenError
+from campaignbot.email.tokens import LinkToken
+from campaignbot.errors import CampaignbotError, StoreError, TokenError
 from campaignbot.settings import Settings, secret_key
-from campaignbot.subscribers.model import Subscriber, SubscriberStatus
+from campaignbot.subscribers.model import SubscriberStatus
+from campaignbot.subscribers.signups import SignupStore
 from campaignbot.subscribers.store import SubscriberStore
 from campaignbot.web import forms
+from campaignbot.web.links import CSRF_COOKIE, LinkPages
+from campaignbot.web.middleware import (
+    SECURITY_HEADERS,
+    HostCheck,
+    SecurityHeaders,
+    client_address,
+    is_loopback_url,
+    parse_networks,
+    public_host,
+    rate_key,
+)
+from campaignbot.web.pages import Pages
+from campaignbot.web.signups import drain_signup_outbox
 
 logger = logging.getLogger(__name__)
 
-CSRF_COOKIE = "campaignbot_csrf"
 #: pages whose GET shows the same thing in another language (the language links)
-_SWITCHABLE = frozenset({"/", "/confirm", "/unsubscribe", "/preferences"})
+_SWITCHABLE = frozenset({"/", "/confirm", "/unsubscribe", "/preferences", "/privacy"})
 MAX_BODY_BYTES = 64 * 1024
-#: no inline script or style anywhere; forms post only here; never framed
-SECURITY_HEADERS = {
-    "content-security-policy": "default-src 'none'; style-src 'self'; img-src 'self'; "
-    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",  # links carry tokens: never leak them onwards
-    "x-frame-options": "DENY",
-}
+#: how often the app sends confirmation mails still owed (besides after each sign-up)
+DRAIN_EVERY_S = 60.0
 
 
 def listen(host: str, port: int, *, setting: str = "HTTP") -> socket.socket:
@@ -78,67 +84,6 @@ def listen(host: str, port: int, *, setting: str = "HTTP") -> socket.socket:
         ) from err
     sock.setblocking(False)
     return sock
-
-
-class SecurityHeaders:
-    """Pure ASGI middleware adding SECURITY_HEADERS to every response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}
-                headers += [
-                    (k.encode(), v.encode())
-                    for k, v in SECURITY_HEADERS.items()
-                    if k.encode() not in present
-                ]
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
-
-
-class Pages:
-    """`templates/web/`: page templates, one message catalog per language, the stylesheet."""
-
-    def __init__(self, folder: Path, default_locale: str) -> None:
-        if not (folder / "base.html.j2").is_file():
-            raise ConfigError(f"{folder}: web page templates not found (CAMPAIGNBOT_TEMPLATES)")
-        self.env = SandboxedEnvironment(
-            loader=FileSystemLoader(folder),
-            autoescape=True,
-            undefined=StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-            auto_reload=False,
-        )
-        self.stylesheet = (folder / "style.css").read_bytes()
-        self.catalogs: dict[str, dict[str, Any]] = {}
-        for path in sorted((folder / "i18n").glob("*.toml")):
-            try:
-                self.catalogs[path.stem] = tomllib.loads(path.read_text("utf-8"))
-            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-                raise ConfigError(f"{path}: {err}") from err
-        self.fallback = default_locale if default_locale in self.catalogs else "en"
-        if self.fallback not in self.catalogs:
-            raise ConfigError(f"{folder / 'i18n'}: no message catalog for {default_locale!r}")
-        base = self.catalogs[self.fallback]
-        # each language's texts, a missing one taken from the default language
-        self._merged = {
-            lang: {**base, **own, "topics": {**base.get("topics", {}), **own.get("topics", {})}}
-            for lang, own in self.catalogs.items()
-        }
-
-    def catalog(self, lang: str) -> dict[str, Any]:
-        """The texts of `lang` (the default language's for one without a catalog)."""
-        return self._merged.get(lang) or self._merged[self.fallback]
-
-    def render(self, name: str, context: dict[str, Any]) -> str:
-        return self.env.get_template(name).render(context)
 
 
 class MailSender(Protocol):
@@ -166,7 +111,9 @@ class WebContext:
 class Web:
     """The request handlers over one WebContext."""
 
-    def __init__(self, ctx: WebContext, *, subscribe_limit: tuple[int, float]) -> None:
+    def __init__(
+        self, ctx: WebContext, *, subscribe_limit: tuple[int, float], drain_signups: bool = True
+    ) -> None:
         self.ctx = ctx
         info = ctx.snapshot().campaign.campaign
         self.pages = Pages(ctx.settings.templates / "web", info.default_locale)
@@ -174,6 +121,12 @@ class Web:
         self.limiter = forms.RateLimit(*subscribe_limit)
         self.timezones = forms.timezones()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.signups = SignupStore(ctx.store.database)
+        self.trusted = parse_networks(ctx.settings.http.trusted_proxies)
+        #: cookies get `Secure` whenever the public URL is https, whatever a proxy says
+        self.https = ctx.settings.public_url.startswith("https://")
+        self.drain_signups = drain_signups
+        self._draining = asyncio.Lock()
 
     # -- shared page parts ---------------------------------------------------------
 
@@ -246,10 +199,14 @@ class Web:
             tone=tone,
         )
 
-    def bad_link(self, request: Request, err: TokenError | None, lang: str) -> HTMLResponse:
+    def bad_link(
+        self, request: Request, err: TokenError | None, lang: str, *, used: bool = False
+    ) -> HTMLResponse:
         body = "expired_link_body" if err and "expired" in str(err) else "bad_link_body"
         if err is None:
-            body = "gone_link_body"
+            body = (
+                self.pages.catalog(lang)["privacy"]["used_link_body"] if used else "gone_link_body"
+            )
         home = self.pages.catalog(lang)["back_home"]
         return self.message(
             request,
@@ -261,12 +218,18 @@ class Web:
             tone="error",
         )
 
-    def verify(self, request: Request, purpose: str) -> int:
-        """The subscriber id of the `?t=` token (TokenError when it is not ours)."""
+    def verify(self, request: Request, purpose: str) -> LinkToken:
+        """The id and nonce of the `?t=` token (TokenError when it is not ours)."""
         token = request.query_params.get("t", "")
         if not token or len(token) > 500:
             raise TokenError(f"invalid {purpose} link")
-        return self.ctx.snapshot().signer.verify(token, purpose)
+        return self.ctx.snapshot().signer.open(token, purpose)
+
+    def client(self, request: Request) -> str:
+        """The visitor's address: the TCP peer, or behind a trusted proxy the right-most
+        X-Forwarded-For hop that is not one of the trusted proxies."""
+        peer = request.client.host if request.client else "unknown"
+        return client_address(peer, request.headers.getlist("x-forwarded-for"), self.trusted)
 
     def _choices(self) -> forms.Choices:
         campaign = self.ctx.snapshot().campaign
@@ -306,7 +269,7 @@ class Web:
                 max_age=self.csrf.max_age_s,
                 httponly=True,
                 samesite="lax",
-                secure=request.url.scheme == "https",
+                secure=self.https,
             )
         return response
 
@@ -350,9 +313,10 @@ class Web:
         return self.home_page(request, self.lang(request), self.csrf_cookie(request))
 
     async def subscribe(self, request: Request) -> Response:
+        """Record the sign-up and answer; the same statements and the same answer for
+        any address (the confirmation mail is the drain's business, see signups.py)."""
         lang = self.lang(request)
-        client = request.client.host if request.client else "unknown"
-        wait_s = self.limiter.hit(client)
+        wait_s = self.limiter.hit(rate_key(self.client(request)))
         if wait_s is not None:
             response = self.message(request, lang, "rate_title", ["rate_body"], status=429)
             response.headers["retry-after"] = str(max(1, round(wait_s)))
@@ -367,12 +331,9 @@ class Web:
             lang = values.locale
         if entry is None:
             return self.home_page(request, lang, cookie, values=values, errors=errors, status=400)
-        subscriber, send = await self.ctx.store.create_pending(
-            entry, now=self.ctx.clock(), source="web sign-up"
-        )
-        if send:
-            self.spawn(self.send_confirmation(subscriber))
-        # the same answer for a new, pending or active address: nothing to enumerate
+        await self.signups.request(entry, now=self.ctx.clock(), source="web sign-up")
+        if self.drain_signups:
+            self.spawn(self.drain())
         t = self.pages.catalog(lang)
         return self.message(
             request,
@@ -382,194 +343,40 @@ class Web:
             tone="ok",
         )
 
-    async def send_confirmation(self, subscriber: Subscriber) -> None:
-        """The double opt-in mail; a failure is logged, the visitor can sign up again."""
-        to = Recipient(
-            subscriber.id, subscriber.email, subscriber.name, subscriber.locale, subscriber.timezone
-        )
+    async def drain_every(self, interval_s: float, stop: asyncio.Event) -> None:
+        """`drain` now and then every `interval_s` until `stop` is set (real clock)."""
+        while not stop.is_set():
+            await self.drain()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)
+
+    async def drain(self) -> None:
+        """Send the confirmation mails owed (after answering; one drain at a time)."""
         snapshot = self.ctx.snapshot()
-        try:
-            message = snapshot.renderer.render_confirm(to, now=self.ctx.clock())
-            sender = snapshot.campaign.campaign.sender_address.addr_spec
-            await self.ctx.send_mail(message, sender=sender, recipient=subscriber.email)
-        except (CampaignbotError, OSError, TimeoutError) as err:
-            logger.warning(
-                "subscriber %d: confirmation mail not sent: %s",
-                subscriber.id,
-                err,
-                extra={"action": "confirm_mail_failed", "subscriber": subscriber.id},
-            )
-            return
-        except Exception:  # a bug must not go unnoticed in a background task
-            logger.exception(
-                "subscriber %d: confirmation mail not sent",
-                subscriber.id,
-                extra={"action": "confirm_mail_failed", "subscriber": subscriber.id},
-            )
-            return
-        logger.info(
-            "subscriber %d: confirmation mail sent",
-            subscriber.id,
-            extra={"action": "confirm_mail_sent", "subscriber": subscriber.id},
-        )
-
-    # -- links from emails -----------------------------------------------------------
-
-    def _links(self, subscriber_id: int, lang: str) -> dict[str, str]:
-        sign = self.ctx.snapshot().signer.sign
-        return {
-            purpose: f"/{purpose}?{urlencode({'t': sign(purpose, subscriber_id), 'lang': lang})}"
-            for purpose in ("preferences", "unsubscribe")
-        }
-
-    async def confirm(self, request: Request) -> Response:
-        try:
-            subscriber_id = self.verify(request, "confirm")
-        except TokenError as err:
-            return self.bad_link(request, err, self.lang(request))
-        subscriber = await self.ctx.store.confirm(subscriber_id, now=self.ctx.clock())
-        if subscriber is None:
-            return self.bad_link(request, None, self.lang(request))
-        lang = self.lang(request, subscriber.locale)
-        t, links = self.pages.catalog(lang), self._links(subscriber.id, lang)
-        if subscriber.status is not SubscriberStatus.ACTIVE:
-            status = self.status_text(lang, subscriber.status)
-            text = forms.fill(t["not_subscribed_body"], status=status)
-            return self.message(request, lang, "not_subscribed_title", [text])
-        return self.message(
-            request,
-            lang,
-            "confirmed_title",
-            ["confirmed_body"],
-            links=[
-                (t["manage_preferences"], links["preferences"]),
-                (t["unsubscribe_link"], links["unsubscribe"]),
-            ],
-            tone="ok",
-        )
-
-    async def unsubscribe_form(self, request: Request) -> Response:
-        """GET: a one-button page; nothing changes (mail scanners follow links)."""
-        try:
-            subscriber_id = self.verify(request, "unsubscribe")
-        except TokenError as err:
-            return self.bad_link(request, err, self.lang(request))
-        subscriber = await self.ctx.store.get(subscriber_id)
-        if subscriber is None:
-            return self.bad_link(request, None, self.lang(request))
-        lang = self.lang(request, subscriber.locale)
-        t = self.pages.catalog(lang)
-        return self.page(
-            request,
-            lang,
-            "unsubscribe.html.j2",
-            question=forms.fill(t["unsubscribe_body"], email=subscriber.email),
-            action=f"/unsubscribe?{urlencode({'t': request.query_params['t'], 'lang': lang})}",
-            preferences_url=self._links(subscriber.id, lang)["preferences"],
-        )
-
-    async def unsubscribe(self, request: Request) -> Response:
-        """POST (RFC 8058 one-click, or the page's button): unsubscribe now, idempotently.
-
-        No CSRF token: mail providers post here; the signed URL is the authorization.
-        Deliveries not yet sent are skipped by the sender's opt-out check.
-        """
-        try:
-            subscriber_id = self.verify(request, "unsubscribe")
-        except TokenError as err:
-            return self.bad_link(request, err, self.lang(request))
-        store, now = self.ctx.store, self.ctx.clock()
-        subscriber = await store.get(subscriber_id)
-        if subscriber is not None and subscriber.status in (
-            SubscriberStatus.ACTIVE,
-            SubscriberStatus.PENDING,
-        ):
-            await store.set_status(subscriber_id, SubscriberStatus.UNSUBSCRIBED, now=now)
-            logger.info(
-                "subscriber %d: unsubscribed on the web",
-                subscriber_id,
-                extra={"action": "unsubscribed", "subscriber": subscriber_id},
-            )
-        lang = self.lang(request, subscriber.locale if subscriber else None)
-        return self.message(request, lang, "unsubscribed_title", ["unsubscribed_body"], tone="ok")
-
-    async def preferences(self, request: Request) -> Response:
-        try:
-            subscriber_id = self.verify(request, "preferences")
-        except TokenError as err:
-            return self.bad_link(request, err, self.lang(request))
-        store = self.ctx.store
-        subscriber = await store.get(subscriber_id)
-        if subscriber is None:
-            return self.bad_link(request, None, self.lang(request))
-        lang = self.lang(request, subscriber.locale)
-        cookie = self.csrf_cookie(request)
-        values = forms.FormValues(
-            email=subscriber.email,
-            locale=subscriber.locale,
-            timezone=subscriber.timezone,
-            countries=sorted(subscriber.countries),
-            topics=sorted(subscriber.topics),
-        )
-        errors: forms.FieldErrors = {}
-        saved, status = False, 200
-        if request.method == "POST":
-            fields = await self.form(request)
-            if not self.csrf.check(
-                request.cookies.get(CSRF_COOKIE), (fields.get("csrf_token") or [""])[0]
-            ):
-                return self.message(request, lang, "csrf_title", ["csrf_body"], status=403)
-            prefs, values, errors = forms.parse_preferences(fields, self._choices())
-            if prefs is None:
-                status = 400
-            else:
-                updated = await store.update_preferences(
-                    subscriber_id,
-                    countries=prefs.countries,
-                    topics=prefs.topics,
-                    locale=prefs.locale,
-                    timezone=prefs.timezone,
-                    now=self.ctx.clock(),
+        renderer = snapshot.renderer
+        async with self._draining:
+            try:
+                await drain_signup_outbox(
+                    self.signups,
+                    render_confirm=lambda to, now: renderer.render_confirm(to, now=now),
+                    sender=snapshot.campaign.campaign.sender_address.addr_spec,
+                    send_mail=self.ctx.send_mail,
+                    clock=self.ctx.clock,
                 )
-                if updated is None:
-                    return self.bad_link(request, None, lang)
-                subscriber, saved = updated, True
-                lang = self.lang(request, subscriber.locale)
-        t = self.pages.catalog(lang)
-        inactive = ""
-        if subscriber.status is not SubscriberStatus.ACTIVE:
-            status_text = self.status_text(lang, subscriber.status)
-            inactive = forms.fill(t["preferences_inactive"], status=status_text)
-        response = self.page(
-            request,
-            lang,
-            "preferences.html.j2",
-            status=status,
-            email=subscriber.email,
-            saved=saved,
-            inactive_text=inactive,
-            values=values,
-            errors=errors,
-            csrf_token=self.csrf.field(cookie),
-            action=f"/preferences?{urlencode({'t': request.query_params['t'], 'lang': lang})}",
-            unsubscribe_url=self._links(subscriber.id, lang)["unsubscribe"],
-            timezone_options=[(z, z.replace("_", " ")) for z in self.timezones],
-            **self._options(lang),
-        )
-        return self.with_csrf(request, response, cookie)
+            except CampaignbotError as err:  # the requests stay; the next drain retries
+                logger.warning("sign-ups: %s", err, extra={"action": "signup_drain_failed"})
+            except Exception:  # a bug must not go unnoticed in a background task
+                logger.exception("sign-ups: drain failed", extra={"action": "signup_drain_failed"})
 
     # -- feeds and operations --------------------------------------------------------
 
     async def calendar(self, request: Request) -> Response:
-        """All events as iCalendar (cancelled ones too, so calendars drop them)."""
-        preferred = None
-        if request.query_params.get("t"):
-            try:
-                subscriber = await self.ctx.store.get(self.verify(request, "calendar"))
-            except TokenError as err:
-                return self.bad_link(request, err, self.lang(request))
-            preferred = subscriber.locale if subscriber else None
-        lang = self.lang(request, preferred)
+        """All events as iCalendar (cancelled ones too, so calendars drop them).
+
+        Public: the campaign's dates are on the home page anyway. A `?t=` token from
+        older emails is ignored, so an old subscription URL tells nothing about anyone.
+        """
+        lang = self.lang(request)
         campaign = self.ctx.snapshot().campaign
         events = list(campaign.events)
         wanted = request.query_params.get("event")
@@ -590,8 +397,19 @@ class Web:
             media_type="text/calendar; charset=utf-8",
             headers={
                 "content-disposition": f'inline; filename="{name}"',
-                "cache-control": "no-store" if preferred else "max-age=300",
+                "cache-control": "max-age=300",
             },
+        )
+
+    async def privacy(self, request: Request) -> Response:
+        """The privacy notice (GDPR Art. 13): templates/web/privacy.html.j2, localized."""
+        info = self.ctx.snapshot().campaign.campaign
+        return self.page(
+            request,
+            self.lang(request),
+            "privacy.html.j2",
+            controller=info.sender_address.display_name or info.name,
+            contact=info.sender_address.addr_spec,
         )
 
     async def healthz(self, request: Request) -> Response:
@@ -628,16 +446,33 @@ class Web:
         return self.message(request, self.lang(request), "error_title", ["error_body"], status=503)
 
 
-def create_app(ctx: WebContext, *, subscribe_limit: tuple[int, float] = (5, 60.0)) -> Starlette:
+def create_app(
+    ctx: WebContext,
+    *,
+    subscribe_limit: tuple[int, float] = (5, 60.0),
+    drain_signups: bool = True,
+) -> Starlette:
     """The public Starlette app over `ctx`.
 
     `subscribe_limit`: sign-ups per client address per window (seconds).
+    `drain_signups`: send confirmation mails after answering a sign-up (tests of the
+    request alone turn it off; the service drains on its own as well).
     """
-    web = Web(ctx, subscribe_limit=subscribe_limit)
+    web = Web(ctx, subscribe_limit=subscribe_limit, drain_signups=drain_signups)
+    links = LinkPages(web)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # requests left by a crash, and mails a relay outage held back, go out without
+        # waiting for the next sign-up
+        stop = asyncio.Event()
+        periodic = None
+        if drain_signups:
+            periodic = asyncio.create_task(web.drain_every(DRAIN_EVERY_S, stop))
         yield
+        stop.set()  # not cancel: a drain in the middle of a statement finishes first
+        if periodic is not None:
+            await periodic
         # let confirmation mails being sent finish
         if web.tasks:
             await asyncio.wait(set(web.tasks), timeout=10)
@@ -645,23 +480,38 @@ def create_app(ctx: WebContext, *, subscribe_limit: tuple[int, float] = (5, 60.0
     routes = [
         Route("/", web.home, methods=["GET"]),
         Route("/subscribe", web.subscribe, methods=["POST"]),
-        Route("/confirm", web.confirm, methods=["GET"]),
-        Route("/unsubscribe", web.unsubscribe_form, methods=["GET"]),
-        Route("/unsubscribe", web.unsubscribe, methods=["POST"]),
-        Route("/preferences", web.preferences, methods=["GET", "POST"]),
+        Route("/confirm", links.confirm_form, methods=["GET"]),
+        Route("/confirm", links.confirm, methods=["POST"]),
+        Route("/privacy", web.privacy, methods=["GET"]),
+        Route("/unsubscribe", links.unsubscribe_form, methods=["GET"]),
+        Route("/unsubscribe", links.unsubscribe, methods=["POST"]),
+        Route("/preferences", links.preferences, methods=["GET", "POST"]),
         Route("/events.ics", web.calendar, methods=["GET"]),
         Route("/healthz", web.healthz, methods=["GET"]),
         Route("/static/style.css", web.stylesheet, methods=["GET"]),
     ]
+    public = ctx.settings.public_url
+    # the body limit inside the headers middleware, so a 413 has the headers too
+    middleware = [
+        Middleware(SecurityHeaders, hsts=public.startswith("https://")),
+        Middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY_BYTES),
+    ]
+    if public and not is_loopback_url(public):
+        # links are built from PUBLIC_URL, never from Host; a request for another name
+        # is refused (no cache poisoning through a misrouting proxy). A loopback
+        # PUBLIC_URL is a development setup: any local name and port will do there.
+        middleware.append(Middleware(HostCheck, allowed=[public_host(public)]))
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders)],
+        middleware=middleware,
         exception_handlers={HTTPException: web.http_error, StoreError: web.store_error},
         lifespan=lifespan,
-        max_body_size=MAX_BODY_BYTES,
     )
+    # a trailing-slash redirect would take its Location from the Host header
+    app.router.redirect_slashes = False
     app.state.web = web
     return app
 
 
-__all__ = ["create_app"]
+# SecurityHeaders: the dashboard apps import it from here
+__all__ = ["SECURITY_HEADERS", "SecurityHeaders", "WebContext", "create_app", "listen"]

@@ -21,14 +21,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from campaignbot.email.render import Recipient
-from campaignbot.errors import CampaignbotError, InvalidInputError, StoreError
+from campaignbot.errors import InvalidInputError, StoreError
 from campaignbot.subscribers.model import Subscriber, SubscriberInput, SubscriberStatus
+from campaignbot.subscribers.signups import SignupStore
 from campaignbot.web.app import SecurityHeaders
 from campaignbot.web.dashboard import queries
 from campaignbot.web.dashboard.accounts import AccountsFile, ApiToken
 from campaignbot.web.dashboard.context import DashboardContext
 from campaignbot.web.dashboard.openapi import openapi_document
+from campaignbot.web.signups import drain_signup_outbox
 
 logger = logging.getLogger(__name__)
 
@@ -277,23 +278,21 @@ class Api:
             except InvalidInputError as err:
                 raise Problem(409, "Conflict", str(err)) from None
             return JSONResponse(subscriber_json(subscriber), 201)
-        subscriber, mail = await self.ctx.store.create_pending(entry, now=now, source=source)
-        if mail:
-            await self._send_confirmation(subscriber)
+        # the web form's path: a sign-up request, then the drain mails the confirmation
+        # (at most one per address per 24 h; nothing changes before it is followed)
+        signups = SignupStore(self.ctx.db)
+        await signups.request(entry, now=now, source=source)
+        snapshot = self.ctx.snapshot()
+        renderer = snapshot.renderer
+        await drain_signup_outbox(
+            signups,
+            render_confirm=lambda to, at: renderer.render_confirm(to, now=at),
+            sender=snapshot.campaign.campaign.sender_address.addr_spec,
+            send_mail=self.ctx.send_mail,
+            clock=self.ctx.clock,
+        )
         # same answer for known and new addresses: the API does not reveal who is listed
         return JSONResponse({"email": entry.email, "status": "confirmation_sent"}, 202)
-
-    async def _send_confirmation(self, subscriber: Subscriber) -> None:
-        snapshot = self.ctx.snapshot()
-        to = Recipient(
-            subscriber.id, subscriber.email, subscriber.name, subscriber.locale, subscriber.timezone
-        )
-        try:
-            message = snapshot.renderer.render_confirm(to, now=self.ctx.clock())
-            sender = snapshot.campaign.campaign.sender_address.addr_spec
-            await self.ctx.send_mail(message, sender=sender, recipient=subscriber.email)
-        except (CampaignbotError, OSError, TimeoutError) as err:
-            raise Problem(502, "Bad Gateway", f"confirmation mail not sent: {err}") from err
 
     async def get_subscriber(self, request: Request, token: ApiToken) -> Response:
         """`GET /api/subscribers/{email}`."""

@@ -17,7 +17,7 @@ from campaignbot.storage.tables import UTCDateTime
 _BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 revision: str = "0005"
-down_revision: str | Sequence[str] | None = "0002"
+down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
