@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 
 class CampaignbotError(Exception):
@@ -53,8 +54,19 @@ class TemplateError(InvalidInputError):
     """Invalid template."""
 
 
+class TokenReason(StrEnum):
+    """Why a link token was refused (the web page says "expired" or "invalid")."""
+
+    INVALID = "invalid"  # forged, tampered, malformed or made for another purpose
+    EXPIRED = "expired"  # genuine, but older than its purpose allows
+
+
 class TokenError(CampaignbotError):
     """Invalid or expired link token."""
+
+    def __init__(self, message: str, *, reason: TokenReason = TokenReason.INVALID) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class StoreError(CampaignbotError):

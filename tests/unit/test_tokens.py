@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from itsdangerous import URLSafeTimedSerializer
 
 from campaignbot.email.tokens import ROUTES, LinkSigner, LinkToken, calendar_feed_url
-from campaignbot.errors import TokenError
+from campaignbot.errors import TokenError, TokenReason
 
 SECRET = "test-secret-key"
 DAY_S = 24 * 3600
@@ -75,8 +75,12 @@ def test_confirm_links_expire_after_7_days_preferences_after_90_unsubscribe_neve
     clock.now += 6 * DAY_S
     assert signer.verify(confirm, "confirm") == 5
     clock.now += 2 * DAY_S
-    with pytest.raises(TokenError, match="expired"):
+    with pytest.raises(TokenError, match="expired") as expired:
         signer.verify(confirm, "confirm")
+    assert expired.value.reason is TokenReason.EXPIRED  # what the web page keys on
+    with pytest.raises(TokenError) as forged:
+        LinkSigner("another-secret-of-at-least-32-bytes!!").verify(confirm, "confirm")
+    assert forged.value.reason is TokenReason.INVALID
     clock.now += 81 * DAY_S
     assert signer.verify(preferences, "preferences") == 5
     clock.now += 2 * DAY_S

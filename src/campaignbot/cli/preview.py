@@ -9,8 +9,9 @@ import click
 from campaignbot.campaign.model import Campaign, Event, parse_offset
 from campaignbot.campaign.planning import reminder_due
 from campaignbot.cli.common import Context, cli, handle_errors, pass_context
-from campaignbot.email.render import CHANGES, Recipient, template_locales
+from campaignbot.email.render import CHANGES, Recipient
 from campaignbot.email.snapshot import build_snapshot
+from campaignbot.email.templates import template_locales
 from campaignbot.errors import InvalidInputError
 
 

@@ -7,11 +7,9 @@ that do not mention the subscriber, and the .ics attachment per event version.
 
 from __future__ import annotations
 
-import os
 import re
 import unicodedata
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime, make_msgid
@@ -21,19 +19,26 @@ from zoneinfo import ZoneInfo
 
 from babel import Locale
 from jinja2 import (
-    FileSystemLoader,
-    StrictUndefined,
     Template,
     TemplateNotFound,
     TemplateSyntaxError,
     meta,
     nodes,
-    select_autoescape,
 )
-from jinja2.sandbox import SandboxedEnvironment
 
 from campaignbot.campaign.model import Campaign, Event, Status, localize, parse_offset
+from campaignbot.email.cache import BoundedCache
 from campaignbot.email.calendar import attachment_method, event_ics, event_url
+from campaignbot.email.fast_path import (
+    HTML_MARK,
+    TEXT_MARK,
+    TOKENS,
+    ProbeSet,
+    Shape,
+    fill_shape,
+    make_shape,
+    probe,
+)
 from campaignbot.email.i18n import (
     When,
     babel_locale,
@@ -63,14 +68,12 @@ from campaignbot.email.mime import (
 from campaignbot.email.mime import (
     part as mime_part,
 )
-from campaignbot.email.personalize import (
-    TOKENS,
-    Parts,
-    ProbeSet,
-    fill_bytes,
-    prepare,
-    probe,
-    split_bytes,
+from campaignbot.email.templates import (
+    KINDS,
+    PARTS,
+    make_environment,
+    missing_template,
+    problem_from,
 )
 from campaignbot.email.tokens import LinkSigner, build_link, calendar_feed_url
 from campaignbot.email.views import (
@@ -84,12 +87,10 @@ from campaignbot.email.views import (
     in_zone,
     time_to,
 )
-from campaignbot.errors import InvalidInputError, Problem, TemplateError
+from campaignbot.errors import InvalidInputError, TemplateError
 
 __all__ = ["CHANGES", "KINDS", "PARTS", "Recipient", "Renderer", "Shape"]
 
-KINDS = ("alert", "notice", "confirm")
-PARTS = ("subject", "txt", "html")
 CHANGES = ("rescheduled", "postponed", "cancelled")
 
 #: context variables that differ per subscriber; a subject without them is cached
@@ -98,64 +99,13 @@ _PERSONAL = frozenset(
 )
 _CACHE_LIMIT = 20_000
 
+#: a message shape with what it was made from (its Event, shared context and status)
+_ShapeEntry = tuple[Event, Shape | None, dict[str, Any], Status]
+
 
 def _slug(text: str) -> str:
     ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-") or "campaign"
-
-
-def _template_file(folder: Path, filename: str | None) -> str | None:
-    """`templates/alert/fi.html.j2` for a file inside `folder`, else None."""
-    if not filename:
-        return None
-    root = os.path.abspath(folder)
-    path = os.path.abspath(filename)
-    if os.path.commonpath([root, path]) != root:
-        return None
-    return str(folder / os.path.relpath(path, root))
-
-
-def problem_from(err: Exception, folder: Path, fallback: str) -> Problem:
-    """One `file:line: message` problem for a template error; jinja rewrites
-    tracebacks so that frames carry the template's file name and line."""
-    if isinstance(err, TemplateSyntaxError):
-        file = _template_file(folder, err.filename) or str(folder / (err.name or fallback))
-        return Problem(f"{file}:{err.lineno}", "", err.message or str(err))
-    if isinstance(err, TemplateNotFound):
-        return Problem(str(folder / fallback), "", f"template not found: {err.message}")
-    place = ("", "")
-    tb = err.__traceback__
-    while tb is not None:
-        found = _template_file(folder, tb.tb_frame.f_code.co_filename)
-        if found is not None:
-            place = (found, str(tb.tb_lineno))  # keep the deepest template frame
-        tb = tb.tb_next
-    file = f"{place[0]}:{place[1]}" if place[0] else str(folder / fallback)
-    return Problem(file, "", str(err) or type(err).__name__)
-
-
-def make_environment(folder: Path) -> SandboxedEnvironment:
-    """Sandboxed, strict, HTML-autoescaped; templates are compiled once (no reload)."""
-    return SandboxedEnvironment(
-        loader=FileSystemLoader(folder),
-        undefined=StrictUndefined,
-        autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
-        trim_blocks=True,
-        lstrip_blocks=True,
-        auto_reload=False,
-        cache_size=-1,
-    )
-
-
-def template_locales(folder: Path) -> list[str]:
-    """Locales that have at least one message template (`alert/fi.txt.j2` -> fi)."""
-    found = {
-        path.name.split(".", 1)[0]
-        for kind in KINDS
-        for path in (folder / kind).glob("*.j2")
-        if path.is_file()
-    }
-    return sorted(found)
 
 
 class Renderer:
@@ -175,7 +125,20 @@ class Renderer:
         self._list_id = Header("List-Id", f"<{_slug(info.name)}.{self._domain}>")
         self._views: dict[str, tuple[CampaignView, Header]] = {}
         self._templates: dict[tuple[str, str, str], tuple[Template, str, bool]] = {}
-        self._cache: dict[tuple[Any, ...], Any] = {}
+        # one cache per kind of thing, each forgetting all when full (a send run's
+        # working set is small); event entries keep their Event, whose identity is
+        # checked on a hit, so a changed event with the same id is never served stale
+        self._event_views: BoundedCache[tuple[str, str, str, str, Status], tuple[Event, EventView]]
+        self._event_views = BoundedCache(_CACHE_LIMIT)
+        self._reminder_views: BoundedCache[tuple[str, str, bool, int, int], ReminderView]
+        self._reminder_views = BoundedCache(_CACHE_LIMIT)
+        self._attachments: BoundedCache[
+            tuple[str, str, int, datetime, Status], tuple[Event, str, Header]
+        ] = BoundedCache(_CACHE_LIMIT)
+        #: shared template outputs, keyed by template and the context they depend on
+        self._outputs: BoundedCache[tuple[object, ...], str] = BoundedCache(_CACHE_LIMIT)
+        self._subjects: BoundedCache[str, Header] = BoundedCache(_CACHE_LIMIT)
+        self._shapes: BoundedCache[tuple[object, ...], _ShapeEntry] = BoundedCache(_CACHE_LIMIT)
         self._last_date: tuple[datetime, bytes] | None = None
 
     def campaign_view(self, locale: str) -> CampaignView:
@@ -236,7 +199,7 @@ class Renderer:
     ) -> Wire:
         """`render_alert` as the bytes SMTP sends (CRLF, not dot-stuffed) and its
         Message-ID; the templates run once per alert shape, not per subscriber
-        (see personalize.py), with the same result."""
+        (see fast_path.py), with the same result."""
         return self._wire(
             "alert",
             event,
@@ -337,15 +300,6 @@ class Renderer:
             "calendar_url": calendar_feed_url(base),
         }
 
-    def _cached(self, key: tuple[Any, ...]) -> Any:
-        return self._cache.get(key)
-
-    def _store(self, key: tuple[Any, ...], value: Any) -> Any:
-        if len(self._cache) >= _CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[key] = value
-        return value
-
     def _format_locale(self, kind: str, locale: str) -> str:
         """Dates and phrases speak the language of the message: the subscriber's own
         locale ("en_GB" dates) when the templates are in its language, else the
@@ -355,12 +309,10 @@ class Renderer:
         return locale if same else lang
 
     def _event_view(self, event: Event, to: Recipient, fmt: str, status: Status) -> EventView:
-        # keyed on identity: a changed event is a new object; the cached entry keeps
-        # the old one alive, so its id cannot be reused by another event meanwhile
-        key = ("event", id(event), to.locale, fmt, to.timezone, status)
-        hit = self._cached(key)
+        key = (event.id, to.locale, fmt, to.timezone, status)
+        hit = self._event_views.get(key)
         if hit is not None and hit[0] is event:
-            return hit[1]  # type: ignore[no-any-return]
+            return hit[1]
         default = self.campaign.campaign.default_locale
         moment = in_zone(event.when, event)
         locale, reader = self._locale(fmt), self._zone(to.timezone)
@@ -388,14 +340,14 @@ class Renderer:
             venue_time=venue_time,
             venue_zone=venue_zone,
         )
-        return self._store(key, (event, view))[1]  # type: ignore[no-any-return]
+        return self._event_views.put(key, (event, view))[1]
 
     def _reminder_view(
         self, reminder: str, locale: str, event: Event, now: datetime
     ) -> ReminderView:
         days, lead = time_to(event, now)
-        key = ("reminder", reminder, locale, event.all_day, days, lead // MINUTE)
-        hit = self._cached(key)
+        key = (reminder, locale, event.all_day, days, lead // MINUTE)
+        hit = self._reminder_views.get(key)
         if hit is None:
             try:
                 offset = parse_offset(reminder)
@@ -404,8 +356,8 @@ class Renderer:
             phrase = relative_phrase(
                 offset, self._locale(locale), all_day=event.all_day, days=days, lead=lead
             )
-            hit = self._store(key, ReminderView(offset.label, phrase))
-        return hit  # type: ignore[no-any-return]
+            hit = self._reminder_views.put(key, ReminderView(offset.label, phrase))
+        return hit
 
     def _previous(
         self, moment: datetime | date | None, event: Event, to: Recipient, fmt: str
@@ -427,8 +379,8 @@ class Renderer:
         """A fresh attachment part over the cached, encoded calendar."""
         # DTSTAMP to the minute, so one send run shares a single attachment
         stamp = _minute(now)
-        key = ("ics", id(event), locale, sequence, stamp, status)
-        hit = self._cached(key)
+        key = (event.id, locale, sequence, stamp, status)
+        hit = self._attachments.get(key)
         if hit is None or hit[0] is not event:
             data = event_ics(
                 event,
@@ -439,7 +391,7 @@ class Renderer:
                 status=status,
             )
             disposition = Header("Content-Disposition", f'attachment; filename="{event.id}.ics"')
-            hit = self._store(key, (event, base64_lines(data), disposition))
+            hit = self._attachments.put(key, (event, base64_lines(data), disposition))
         content_type = CALENDAR_CANCEL if attachment_method(status) == "CANCEL" else CALENDAR
         return mime_part(content_type, B64, hit[1], hit[2])
 
@@ -487,21 +439,20 @@ class Renderer:
 
     def _render(self, kind: str, part: str, locale: str, context: dict[str, Any]) -> str:
         template, lang, shared = self.template(kind, part, locale)
-        key: tuple[Any, ...] = ()
+        key: tuple[object, ...] = ()
         if shared:
             key = (
-                "out",
                 template.name,
                 *((k, v) for k, v in sorted(context.items()) if k not in _PERSONAL),
             )
-            hit = self._cached(key)
+            hit = self._outputs.get(key)
             if hit is not None:
-                return hit  # type: ignore[no-any-return]
+                return hit
         try:
             out = template.render({**context, "lang": lang})
         except Exception as err:  # a template is organizer-written code
             raise TemplateError([problem_from(err, self.folder, template.name or "")]) from err
-        return self._store(key, out) if shared else out
+        return self._outputs.put(key, out) if shared else out
 
     def _parts(self, kind: str, locale: str, context: dict[str, Any]) -> tuple[str, str, str]:
         return (
@@ -527,13 +478,12 @@ class Renderer:
         SEQUENCE and the .ics minute. `context` makes the templates' shared context,
         only when the shape is new (this runs once per message)."""
         stamp = _minute(now)  # the .ics DTSTAMP: one shape per minute
-        key = ("wire", kind, id(event), to.locale, to.timezone, bool(to.name), sequence, stamp)
-        key += variant
-        hit = self._cached(key)
+        key = (kind, event.id, to.locale, to.timezone, bool(to.name), sequence, stamp, *variant)
+        hit = self._shapes.get(key)
         if hit is None or hit[0] is not event:
             shared, status = context()
             shape = self._shape(kind, event, shared, status, to, now, sequence)
-            hit = self._store(key, (event, shape, shared, status))
+            hit = self._shapes.put(key, (event, shape, shared, status))
         _, shape, shared, status = hit
         if shape is None or not to.email.isascii():
             message = self._event_message(kind, event, shared, status, to, now, sequence)
@@ -569,47 +519,39 @@ class Renderer:
                 self._render(kind, "html", to.locale, context),
             )
 
-        parts = prepare(render, has_name=bool(to.name), locale=to.locale, timezone=to.timezone)
-        if parts is None:
-            return None
-        fixed = len(parts.subject) == 1
-        marks = {
-            "subject": self._subject(one_line(parts.subject[0])) if fixed else _mark("Subject"),
-            "to": _mark("To"),
-            "date": _mark("Date"),
-            "msgid": _mark("Message-ID"),
-            "unsub": _mark("List-Unsubscribe"),
-        }
-        headers = self._headers(*marks.values(), locale=to.locale)
-        attachment = self._ics(event, to.locale, now, sequence, status)
-        data = as_wire(build_message(headers, _TEXT_MARK, _HTML_MARK, attachment))
-        markers = {name: fold_line(header) for name, header in marks.items()}
-        markers |= {"text": _TEXT_MARK.encode(), "html": _HTML_MARK.encode()}
-        if fixed:
-            del markers["subject"]
-        skeleton = split_bytes(data, markers)
-        if skeleton is None:
-            return None
-        return Shape(parts, skeleton)
+        def message(marks: Mapping[str, Header]) -> bytes:
+            headers = self._headers(
+                marks["subject"],
+                marks["to"],
+                marks["date"],
+                marks["msgid"],
+                marks["unsub"],
+                locale=to.locale,
+            )
+            attachment = self._ics(event, to.locale, now, sequence, status)
+            return as_wire(build_message(headers, TEXT_MARK, HTML_MARK, attachment))
+
+        return make_shape(
+            render,
+            has_name=bool(to.name),
+            locale=to.locale,
+            timezone=to.timezone,
+            fixed_subject=self._subject,
+            message=message,
+        )
 
     def _personalized(self, shape: Shape, to: Recipient, now: datetime) -> Wire:
         tokens = self._signer.sign_many(TOKENS, to.id, to.nonce)
-        values = {"name": to.name, "email": to.email, **tokens}
-        subject, text, html = shape.parts.render_wire(values)
         message_id = make_msgid(domain=self._domain)
         unsubscribe_url = build_link(self._public_url, "unsubscribe", tokens["unsubscribe"])
         lines = {
-            "subject": b"",
             "to": fold_line(mailbox("To", to.name, to.email)),
             "date": self._date_line(now),
             "msgid": fold_line(Header("Message-ID", message_id)),
             "unsub": fold_line(_list_unsubscribe(unsubscribe_url)),
-            "text": text,
-            "html": html,
         }
-        if len(shape.parts.subject) > 1:
-            lines["subject"] = fold_line(unstructured("Subject", subject))
-        return Wire(fill_bytes(shape.skeleton, lines), message_id)
+        values = {"name": to.name, "email": to.email, **tokens}
+        return Wire(fill_shape(shape, values, lines), message_id)
 
     def _date_line(self, now: datetime) -> bytes:
         last = self._last_date
@@ -641,10 +583,10 @@ class Renderer:
         return build_message(headers, qp(text), qp(html), attachment)
 
     def _subject(self, subject: str) -> Header:
-        header = self._cached(("subject", subject))
+        header = self._subjects.get(subject)
         if header is None:
-            header = self._store(("subject", subject), unstructured("Subject", subject))
-        return header  # type: ignore[no-any-return]
+            header = self._subjects.put(subject, unstructured("Subject", subject))
+        return header
 
     def _headers(
         self,
@@ -665,23 +607,6 @@ class Renderer:
         return headers
 
 
-@dataclass(frozen=True)
-class Shape:
-    """One message shape: the split template output and the message bytes with
-    slots for the per-subscriber headers and bodies."""
-
-    parts: Parts
-    skeleton: tuple[bytes | str, ...]
-
-
-_TEXT_MARK = "@@campaignbot-text@@"
-_HTML_MARK = "@@campaignbot-html@@"
-
-
-def _mark(name: str) -> Header:
-    return Header(name, f"@@campaignbot-{name.lower()}@@")
-
-
 def _minute(now: datetime) -> datetime:
     return aware(now).astimezone(UTC).replace(second=0, microsecond=0)
 
@@ -690,8 +615,3 @@ def _list_unsubscribe(url: str) -> Header:
     # RFC 8058 one-click: mail providers POST to this URL. One line, never
     # folded: a URL split into encoded-words would not work.
     return Header("List-Unsubscribe", f"<{url}>")
-
-
-def missing_template(folder: Path, kind: str, part: str, default: str) -> Problem:
-    name = folder / kind / f"{default}.{part}.j2"
-    return Problem(str(name), "", f"missing (every locale falls back to {default!r})")

@@ -10,12 +10,10 @@ from jinja2 import TemplateSyntaxError
 
 from campaignbot.campaign.model import Campaign, Event, Status, parse_offset
 from campaignbot.campaign.planning import reminder_due
-from campaignbot.email.render import (
-    CHANGES,
+from campaignbot.email.render import CHANGES, Recipient, Renderer
+from campaignbot.email.templates import (
     KINDS,
     PARTS,
-    Recipient,
-    Renderer,
     missing_template,
     problem_from,
     template_locales,

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode, int_to_bytes
 
-from campaignbot.errors import TokenError
+from campaignbot.errors import TokenError, TokenReason
 from campaignbot.settings import Settings, secret_key, secret_key_fallbacks
 
 #: purpose -> route under the public URL
@@ -182,7 +182,7 @@ class LinkSigner:
                 token, max_age=None if max_age is None else int(max_age)
             )
         except SignatureExpired as err:
-            raise TokenError(f"{purpose} link has expired") from err
+            raise TokenError(f"{purpose} link has expired", reason=TokenReason.EXPIRED) from err
         except BadData as err:
             raise TokenError(f"invalid {purpose} link") from err
         return _link_token(value, purpose)

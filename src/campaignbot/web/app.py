@@ -32,8 +32,8 @@ from starlette.routing import Route
 
 from campaignbot.email.calendar import feed_ics
 from campaignbot.email.snapshot import Snapshot
-from campaignbot.email.tokens import LinkToken
-from campaignbot.errors import CampaignbotError, StoreError, TokenError
+from campaignbot.email.tokens import ROUTES, LinkToken
+from campaignbot.errors import CampaignbotError, StoreError, TokenError, TokenReason
 from campaignbot.settings import Settings, secret_key
 from campaignbot.subscribers.model import SubscriberStatus
 from campaignbot.subscribers.signups import SignupStore
@@ -202,7 +202,7 @@ class Web:
     def bad_link(
         self, request: Request, err: TokenError | None, lang: str, *, used: bool = False
     ) -> HTMLResponse:
-        body = "expired_link_body" if err and "expired" in str(err) else "bad_link_body"
+        body = "expired_link_body" if err and err.reason is TokenReason.EXPIRED else "bad_link_body"
         if err is None:
             body = (
                 self.pages.catalog(lang)["privacy"]["used_link_body"] if used else "gone_link_body"
@@ -214,9 +214,14 @@ class Web:
             "bad_link_title",
             [body],
             status=400,
-            links=[(home, f"/?lang={lang}")],
+            links=[(home, self.path(request, "home", lang=lang))],
             tone="error",
         )
+
+    def path(self, request: Request, name: str, **query: str) -> str:
+        """The path of the route `name` with `query` (pages link to each other by name)."""
+        path = str(request.app.url_path_for(name))
+        return f"{path}?{urlencode(query)}" if query else path
 
     def verify(self, request: Request, purpose: str) -> LinkToken:
         """The id and nonce of the `?t=` token (TokenError when it is not ours)."""
@@ -299,9 +304,13 @@ class Web:
             "home.html.j2",
             status=status,
             events=forms.event_views(
-                self.ctx.snapshot().campaign, self.pages.catalog(lang), lang, now=self.ctx.clock()
+                self.ctx.snapshot().campaign,
+                self.pages.catalog(lang),
+                lang,
+                now=self.ctx.clock(),
+                calendar_path=self.path(request, "calendar"),
             ),
-            feed_url=f"/events.ics?lang={lang}",
+            feed_url=self.path(request, "calendar", lang=lang),
             csrf_token=self.csrf.field(cookie),
             values=values or forms.FormValues(locale=lang),
             errors=errors or {},
@@ -477,18 +486,22 @@ def create_app(
         if web.tasks:
             await asyncio.wait(set(web.tasks), timeout=10)
 
+    # Pages link to each other by route name (`Web.path`); the paths of the pages that
+    # emails link to are the link purposes' (tokens.ROUTES), so both always agree.
     routes = [
-        Route("/", web.home, methods=["GET"]),
-        Route("/subscribe", web.subscribe, methods=["POST"]),
-        Route("/confirm", links.confirm_form, methods=["GET"]),
-        Route("/confirm", links.confirm, methods=["POST"]),
-        Route("/privacy", web.privacy, methods=["GET"]),
-        Route("/unsubscribe", links.unsubscribe_form, methods=["GET"]),
-        Route("/unsubscribe", links.unsubscribe, methods=["POST"]),
-        Route("/preferences", links.preferences, methods=["GET", "POST"]),
-        Route("/events.ics", web.calendar, methods=["GET"]),
-        Route("/healthz", web.healthz, methods=["GET"]),
-        Route("/static/style.css", web.stylesheet, methods=["GET"]),
+        Route("/", web.home, methods=["GET"], name="home"),
+        Route("/subscribe", web.subscribe, methods=["POST"], name="subscribe"),
+        Route(ROUTES["confirm"], links.confirm_form, methods=["GET"], name="confirm"),
+        Route(ROUTES["confirm"], links.confirm, methods=["POST"], name="confirm_post"),
+        Route("/privacy", web.privacy, methods=["GET"], name="privacy"),
+        Route(ROUTES["unsubscribe"], links.unsubscribe_form, methods=["GET"], name="unsubscribe"),
+        Route(ROUTES["unsubscribe"], links.unsubscribe, methods=["POST"], name="unsubscribe_post"),
+        Route(
+            ROUTES["preferences"], links.preferences, methods=["GET", "POST"], name="preferences"
+        ),
+        Route(ROUTES["calendar"], web.calendar, methods=["GET"], name="calendar"),
+        Route("/healthz", web.healthz, methods=["GET"], name="healthz"),
+        Route("/static/style.css", web.stylesheet, methods=["GET"], name="stylesheet"),
     ]
     public = ctx.settings.public_url
     # the body limit inside the headers middleware, so a 413 has the headers too

@@ -363,9 +363,15 @@ def form_options(
 
 
 def event_views(
-    campaign: Campaign, catalog: Mapping[str, Any], lang: str, *, now: datetime
+    campaign: Campaign,
+    catalog: Mapping[str, Any],
+    lang: str,
+    *,
+    now: datetime,
+    calendar_path: str,
 ) -> list[dict[str, Any]]:
-    """The events not over yet, soonest first, in `lang`, each at its own local time."""
+    """The events not over yet, soonest first, in `lang`, each at its own local time;
+    each links to its entry of the feed at `calendar_path`."""
     info = campaign.campaign
     locale = babel_locale(lang, info.default_locale)
     upcoming = sorted(
@@ -395,7 +401,7 @@ def event_views(
                 else "",
                 "action": action,
                 "links": event.links,
-                "ics_url": f"/events.ics?{urlencode({'event': event.id, 'lang': lang})}",
+                "ics_url": f"{calendar_path}?{urlencode({'event': event.id, 'lang': lang})}",
             }
         )
     return views

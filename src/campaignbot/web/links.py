@@ -12,7 +12,6 @@ from __future__ import annotations
 import hmac
 import logging
 from typing import TYPE_CHECKING
-from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -47,12 +46,11 @@ class LinkPages:
         current = hmac.compare_digest(subscriber.link_nonce.encode(), link.nonce.encode())
         return subscriber, current
 
-    def _links(self, subscriber: Subscriber, lang: str) -> dict[str, str]:
+    def _links(self, request: Request, subscriber: Subscriber, lang: str) -> dict[str, str]:
         sign = self.web.ctx.snapshot().signer.sign
         return {
-            purpose: "/{}?{}".format(
-                purpose,
-                urlencode({"t": sign(purpose, subscriber.id, subscriber.link_nonce), "lang": lang}),
+            purpose: self.web.path(
+                request, purpose, t=sign(purpose, subscriber.id, subscriber.link_nonce), lang=lang
             )
             for purpose in ("preferences", "unsubscribe")
         }
@@ -74,7 +72,7 @@ class LinkPages:
             lang,
             "confirm.html.j2",
             question=forms.fill(t["privacy"]["confirm_body"], email=email),
-            action=f"/confirm?{urlencode({'t': request.query_params['t'], 'lang': lang})}",
+            action=self.web.path(request, "confirm", t=request.query_params["t"], lang=lang),
         )
 
     async def confirm(self, request: Request) -> Response:
@@ -87,7 +85,7 @@ class LinkPages:
         if subscriber is None:
             return self.web.bad_link(request, None, self.web.lang(request), used=True)
         lang = self.web.lang(request, subscriber.locale)
-        t, links = self.web.pages.catalog(lang), self._links(subscriber, lang)
+        t, links = self.web.pages.catalog(lang), self._links(request, subscriber, lang)
         if subscriber.status is not SubscriberStatus.ACTIVE:
             status = self.web.status_text(lang, subscriber.status)
             text = forms.fill(t["not_subscribed_body"], status=status)
@@ -127,8 +125,8 @@ class LinkPages:
             lang,
             "unsubscribe.html.j2",
             question=forms.fill(t["unsubscribe_body"], email=subscriber.email),
-            action=f"/unsubscribe?{urlencode({'t': request.query_params['t'], 'lang': lang})}",
-            preferences_url=self._links(subscriber, lang)["preferences"],
+            action=self.web.path(request, "unsubscribe", t=request.query_params["t"], lang=lang),
+            preferences_url=self._links(request, subscriber, lang)["preferences"],
         )
 
     def _old_unsubscribe_link(
@@ -231,8 +229,8 @@ class LinkPages:
             values=values,
             errors=errors,
             csrf_token=self.web.csrf.field(cookie),
-            action=f"/preferences?{urlencode({'t': request.query_params['t'], 'lang': lang})}",
-            unsubscribe_url=self._links(subscriber, lang)["unsubscribe"],
+            action=self.web.path(request, "preferences", t=request.query_params["t"], lang=lang),
+            unsubscribe_url=self._links(request, subscriber, lang)["unsubscribe"],
             timezone_options=[(z, z.replace("_", " ")) for z in self.web.timezones],
             **self.web._options(lang),
         )

@@ -1,5 +1,9 @@
 """Render once, personalise per subscriber: the fast path to a message's bytes.
 
+Everything of the fast path is here but the rendering itself (`Renderer._shape`
+hands `make_shape` a function that renders with probes): probes, splitting and
+filling the template output, and the message skeleton with its slots.
+
 The templates of one alert are rendered once per (event, locale, time zone, ...)
 with *probe* values standing in for the subscriber's name and address and the
 three signed link tokens. The output is split at the probes, and each
@@ -27,7 +31,7 @@ from typing import Any, Self
 
 from markupsafe import escape
 
-from campaignbot.email.mime import crlf, qp
+from campaignbot.email.mime import Header, crlf, fold_line, one_line, qp, unstructured
 
 #: the per-subscriber values the fast path fills in
 SLOTS = ("name", "email", "unsubscribe", "preferences", "calendar")
@@ -313,3 +317,70 @@ def split_bytes(data: bytes, markers: Mapping[str, bytes]) -> tuple[bytes | str,
         pos = start + len(marker)
     pieces.append(data[pos:])
     return tuple(pieces)
+
+
+# --- the message: bytes with slots for the per-subscriber headers and bodies ---------
+
+TEXT_MARK = "@@campaignbot-text@@"
+HTML_MARK = "@@campaignbot-html@@"
+#: the headers that differ per subscriber, marked where they go in the skeleton
+HEADER_SLOTS = {
+    "subject": "Subject",
+    "to": "To",
+    "date": "Date",
+    "msgid": "Message-ID",
+    "unsub": "List-Unsubscribe",
+}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One message shape: the split template output and the message bytes with
+    slots for the per-subscriber headers and bodies."""
+
+    parts: Parts
+    skeleton: tuple[bytes | str, ...]
+
+    @property
+    def fixed_subject(self) -> bool:
+        """The subject mentions no subscriber value: it is in the skeleton already."""
+        return len(self.parts.subject) == 1
+
+
+def make_shape(
+    render: Render,
+    *,
+    has_name: bool,
+    locale: str,
+    timezone: str,
+    fixed_subject: Callable[[str], Header],
+    message: Callable[[Mapping[str, Header]], bytes],
+) -> Shape | None:
+    """The shape of every message whose templates `render` renders, or None when the
+    templates need the slow path. `message` builds the wire bytes from the headers
+    given (markers where the subscriber's go) with TEXT_MARK and HTML_MARK as bodies;
+    `fixed_subject` is the Subject header of a subject that names no subscriber value."""
+    parts = prepare(render, has_name=has_name, locale=locale, timezone=timezone)
+    if parts is None:
+        return None
+    marks = {slot: Header(name, f"@@campaignbot-{slot}@@") for slot, name in HEADER_SLOTS.items()}
+    fixed = len(parts.subject) == 1
+    if fixed:
+        marks["subject"] = fixed_subject(one_line(parts.subject[0]))
+    data = message(marks)
+    markers = {slot: fold_line(header) for slot, header in marks.items()}
+    markers |= {"text": TEXT_MARK.encode(), "html": HTML_MARK.encode()}
+    if fixed:
+        del markers["subject"]
+    skeleton = split_bytes(data, markers)
+    return None if skeleton is None else Shape(parts, skeleton)
+
+
+def fill_shape(shape: Shape, values: Mapping[str, str], header_lines: Mapping[str, bytes]) -> bytes:
+    """One subscriber's message: `values` for the template slots (SLOTS), the folded
+    `header_lines` for HEADER_SLOTS but the subject, which comes from the templates."""
+    subject, text, html = shape.parts.render_wire(values)
+    lines = dict(header_lines)
+    lines["subject"] = b"" if shape.fixed_subject else fold_line(unstructured("Subject", subject))
+    lines |= {"text": text, "html": html}
+    return fill_bytes(shape.skeleton, lines)

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from campaignbot.campaign.model import Campaign, load_campaign
+from campaignbot.email.fast_path import SLOTS, EncodedBody, fill, split, wire_body
 from campaignbot.email.mime import as_wire
-from campaignbot.email.personalize import SLOTS, EncodedBody, fill, split, wire_body
 from campaignbot.email.render import Recipient, Renderer
 from campaignbot.email.tokens import LinkSigner
 
@@ -92,7 +92,7 @@ def test_the_shipped_templates_take_the_fast_path() -> None:
     for locale in ("en", "fi", "pl"):
         for name in ("Anna", ""):
             same_as_slow(renderer, Recipient(7, "anna@example.org", name, locale, "UTC"))
-    shapes = [v[1] for k, v in renderer._cache.items() if "wire" in k]
+    shapes = [entry[1] for _, entry in renderer._shapes.items()]
     assert len(shapes) == 6 and all(shape is not None for shape in shapes)
 
 
@@ -144,8 +144,8 @@ def test_templates_that_do_more_than_print_a_value_fall_back(
     renderer = Renderer(templates, CAMPAIGN, signer=SIGNER, public_url=PUBLIC)
     for name in ("Bob", "o'Brien & <Söhne>", ""):
         same_as_slow(renderer, Recipient(5, "bob@example.org", name, "en", "UTC"))
-    # ("wire", kind, event, locale, zone, has a name, ...): with a name it must fall back
-    named = [v[1] for k, v in renderer._cache.items() if k[0] == "wire" and k[5]]
+    # (kind, event, locale, zone, has a name, ...): with a name it must fall back
+    named = [v[1] for k, v in renderer._shapes.items() if k[4]]
     assert named == [None]
 
 
@@ -159,7 +159,7 @@ def test_a_subject_with_the_name_is_filled_in_per_subscriber(tmp_path: Path) -> 
     data = same_as_slow(renderer, Recipient(5, "x@example.org", "Jörg\r\nBcc: x@y", "en", "UTC"))
     assert parse(data)["Subject"].startswith("Jörg Bcc: x@y, ")
     assert b"\r\nBcc:" not in data.split(b"\r\n\r\n", 1)[0]
-    shapes = [v[1] for k, v in renderer._cache.items() if "wire" in k]
+    shapes = [entry[1] for _, entry in renderer._shapes.items()]
     assert shapes and all(shape is not None for shape in shapes)
 
 
