@@ -154,3 +154,16 @@ def test_check_smtp_reports_a_server_that_is_down(
     line = f"transport: 127.0.0.1:{server.port}: cannot connect: ConnectionRefusedError"
     assert line in result.output, result.output
     assert "Traceback" not in result.output
+
+
+def test_debug_works_after_the_command_too(shipped_env: None, tmp_path: Path) -> None:
+    broken = tmp_path / "c.toml"
+    broken.write_text("[campaign]\n")
+    proc = subprocess.run(  # noqa: PLW1510  (the return code is the point of the test)
+        [sys.executable, "-m", "campaignbot", "--config", str(broken), "check", "--debug"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "No such option" not in proc.stderr
+    assert proc.returncode == 2

@@ -57,7 +57,7 @@ def test_kill_9_mid_batch_loses_nothing_and_duplicates_at_most_in_flight(
         "CAMPAIGNBOT_SMTP__MAX_CONNECTIONS": "4",
         **server.env(),
     }
-    command = [sys.executable, "-m", "campaignbot", "send", "vote"]
+    command = [sys.executable, "-m", "campaignbot", "send", "vote", "-r", "0", "--yes"]
 
     log = tmp_path / "first.log"
     with log.open("wb") as out:

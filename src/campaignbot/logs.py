@@ -23,13 +23,23 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in vars(record).items():
             if key not in _STANDARD:
-                entry[key] = value if isinstance(value, int | float | bool | None) else str(value)
+                entry[key] = value
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        # structured extras (dicts of counts, lists) stay JSON; anything else that JSON
+        # cannot hold (datetimes, paths, enums) is written as its str()
+        try:
+            return json.dumps(entry, ensure_ascii=False, default=str)
+        except (TypeError, ValueError):  # e.g. tuple keys or a cycle: never lose the line
+            flat = {
+                k: v if isinstance(v, str | int | float | bool | None) else str(v)
+                for k, v in entry.items()
+            }
+            return json.dumps(flat, ensure_ascii=False)
 
 
 def configure_logging(*, level: int, json_format: bool) -> None:
+    """Send every log line to stderr, as text or (for machines) one JSON object each."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         JsonFormatter()

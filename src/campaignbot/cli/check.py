@@ -60,7 +60,11 @@ def _probe(what: str, probe: Callable[[], Coroutine[Any, Any, None]]) -> list[Pr
 
 def _check_database(ctx: Context, campaign: Campaign | None) -> list[Problem]:
     """The database answers (read-only: migrations run at start, not here)."""
+    from campaignbot.cli.common import missing_database
     from campaignbot.storage.database import open_database
+
+    if missing_database(ctx) is not None:
+        return []  # `run` creates it; connecting here would leave an empty file behind
 
     async def ping() -> None:
         db = open_database(ctx.settings.database_url)
@@ -107,6 +111,10 @@ def check(ctx: Context, with_transport: bool) -> None:
     checks = [*CHECKS, ("transport", _check_transport)] if with_transport else CHECKS
     problems: list[Problem] = []
     click.echo(f"OK settings (config {ctx.settings.config}, database {_safe_url(ctx)})")
+    from campaignbot.settings import public_url_warnings
+
+    for warning in public_url_warnings(ctx.settings):
+        err_console.print(f"warning: {warning}", markup=False, highlight=False)
     campaign: Campaign | None = None
     try:
         campaign = ctx.campaign()
@@ -118,12 +126,19 @@ def check(ctx: Context, with_transport: bool) -> None:
         found = run_check(ctx, campaign)
         problems.extend(found)
         if campaign is not None and not found:
-            click.echo(f"OK {name}")
+            click.echo(f"OK {name}" + _note(ctx, name))
     for problem in problems:
         err_console.print(str(problem), markup=False, highlight=False)
     if problems:
         err_console.print(f"{len(problems)} problem(s) found", markup=False)
         raise click.exceptions.Exit(EXIT_INVALID)
+
+
+def _note(ctx: Context, name: str) -> str:
+    from campaignbot.cli.common import missing_database
+
+    path = missing_database(ctx) if name == "database" else None
+    return f" ({path} does not exist yet: `campaignbot run` creates it)" if path else ""
 
 
 def _safe_url(ctx: Context) -> str:

@@ -120,9 +120,15 @@ def parse_time(value: str, *, param: str) -> datetime:
     default=None,
     help="Campaign file (env CAMPAIGNBOT_CONFIG, default config/campaign.toml).",
 )
+@click.option(
+    "--env-file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Read settings from this file instead of ./.env (e.g. /etc/campaignbot/env).",
+)
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.pass_context
-def cli(ctx: click.Context, config: Path | None, debug: bool) -> None:
+def cli(ctx: click.Context, config: Path | None, env_file: Path | None, debug: bool) -> None:
     """campaignbot: email each subscriber a localized alert before every campaign event."""
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
@@ -131,13 +137,43 @@ def cli(ctx: click.Context, config: Path | None, debug: bool) -> None:
     )
     overrides: dict[str, object] = {"config": config} if config is not None else {}
     try:
-        settings = load_settings(**overrides)
+        settings = load_settings(env_file=env_file, **overrides)
     except InvalidInputError as err:
         if debug:
             raise
         _print_error(err, debug=debug)
         ctx.exit(EXIT_INVALID)
     ctx.obj = Context(settings, debug=debug)
+
+
+def missing_database(ctx: Context) -> Path | None:
+    """The SQLite file the settings name when it does not exist yet (else None).
+
+    Read-only commands use it to say "no database here" instead of quietly creating
+    an empty one in whatever directory they were run from.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(ctx.settings.database_url)
+    except ArgumentError:
+        return None
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    path = Path(url.database)
+    return None if path.exists() else path
+
+
+def require_database(ctx: Context) -> None:
+    """Exit 2 when the configured SQLite database does not exist (nothing is created)."""
+    path = missing_database(ctx)
+    if path is not None:
+        raise InvalidInputError(
+            f"{path}: no database here (CAMPAIGNBOT_DATABASE_URL={ctx.settings.database_url})",
+            hint="run this in the project folder `campaignbot run` uses, or pass "
+            "--env-file /etc/campaignbot/env or CAMPAIGNBOT_DATABASE_URL",
+        )
 
 
 @contextlib.asynccontextmanager

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
+from pathlib import Path
 
 import click
 from rich.table import Table
@@ -13,6 +15,7 @@ from campaignbot.cli.common import (
     Context,
     cli,
     handle_errors,
+    missing_database,
     open_store,
     parse_time,
     pass_context,
@@ -21,9 +24,13 @@ from campaignbot.cli.common import (
 )
 
 
-def audience_sizes(ctx: Context, campaign: Campaign) -> dict[str, int]:
-    """Matching active subscribers per event id."""
+def audience_sizes(ctx: Context, campaign: Campaign) -> dict[str, int] | None:
+    """Matching active subscribers per event id; None without a database (CI, a new
+    project before `run`), where the audience is unknown and no database is created."""
     from campaignbot.subscribers.store import SubscriberStore
+
+    if missing_database(ctx) is not None:
+        return None
 
     async def count() -> dict[str, int]:
         async with open_store(ctx) as db:
@@ -39,10 +46,40 @@ def audience_sizes(ctx: Context, campaign: Campaign) -> dict[str, int]:
 @click.option("--from", "since", metavar="T", help="Start (ISO 8601; default now).")
 @click.option("--until", metavar="T", help="End (ISO 8601; default: no end).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
+@click.option(
+    "--changes",
+    is_flag=True,
+    help="Show what saving the campaign file will do: reminders added, moved, removed, "
+    "stale, and the change notices sent.",
+)
+@click.option(
+    "--against",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    metavar="OLD.toml",
+    help="With --changes: compare with this file instead of the database's record.",
+)
 @pass_context
 @handle_errors
-def plan(ctx: Context, since: str | None, until: str | None, as_json: bool) -> None:
-    """Show upcoming alerts: due time (UTC and event local), event, reminder, audience."""
+def plan(
+    ctx: Context,
+    since: str | None,
+    until: str | None,
+    as_json: bool,
+    changes: bool,
+    against: Path | None,
+) -> None:
+    """Show upcoming alerts: due time (UTC and event local), event, reminder, audience.
+
+    Without a database the audience shows as unknown. With --changes: what saving the
+    campaign file will do compared with what the database last recorded (or OLD.toml).
+    """
+    if against is not None and not changes:
+        raise click.UsageError("--against needs --changes")
+    if changes:
+        from campaignbot.cli.plan_changes import show_changes
+
+        show_changes(ctx, ctx.campaign(), against, as_json=as_json)
+        return
     start = parse_time(since, param="--from") if since else ctx.now()
     end = parse_time(until, param="--until") if until else None
     campaign = ctx.campaign()
@@ -51,25 +88,33 @@ def plan(ctx: Context, since: str | None, until: str | None, as_json: bool) -> N
     if as_json:
         click.echo(json.dumps([_as_json(a, sizes) for a in alerts], indent=2))
         return
-    _print_table(alerts, sizes, start)
+    _print_table(alerts, sizes, upcoming=start >= ctx.now() - timedelta(minutes=1))
 
 
-def _as_json(alert: PlannedAlert, sizes: dict[str, int]) -> dict[str, object]:
+def _audience(sizes: dict[str, int] | None, event_id: str) -> int | None:
+    return None if sizes is None else sizes.get(event_id, 0)
+
+
+def _as_json(alert: PlannedAlert, sizes: dict[str, int] | None) -> dict[str, object]:
     return {
         "event": alert.event_id,
         "reminder": alert.reminder,
         "due_utc": alert.due_utc.isoformat(),
         "due_local": alert.due_local.isoformat(),
-        "audience": sizes.get(alert.event_id, 0),
+        "audience": _audience(sizes, alert.event_id),
     }
 
 
-def _print_table(alerts: list[PlannedAlert], sizes: dict[str, int], start: object) -> None:
+def _print_table(
+    alerts: list[PlannedAlert], sizes: dict[str, int] | None, *, upcoming: bool
+) -> None:
     console = table_console()
     if not alerts:
         console.print("No alerts due in that range.")
         return
-    table = Table(title=f"{len(alerts)} upcoming alerts")
+    # a --from in the past lists alerts that are not "upcoming" any more
+    what = "upcoming alert" if upcoming else "alert"
+    table = Table(title=f"{len(alerts)} {what}{'' if len(alerts) == 1 else 's'}")
     table.add_column("due (UTC)", no_wrap=True)
     table.add_column("due (event local)", no_wrap=True)
     table.add_column("event", no_wrap=True)
@@ -81,6 +126,8 @@ def _print_table(alerts: list[PlannedAlert], sizes: dict[str, int], start: objec
             f"{alert.due_local:%Y-%m-%d %H:%M %Z}",
             alert.event_id,
             alert.reminder,
-            str(sizes.get(alert.event_id, 0)),
+            "?" if sizes is None else str(sizes.get(alert.event_id, 0)),
         )
     console.print(table)
+    if sizes is None:
+        console.print("audience ?: unknown, there is no database here yet")

@@ -35,10 +35,19 @@ async def serve(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_stop, signum)
     loop.add_signal_handler(signal.SIGHUP, service.request_reload, "SIGHUP")
+    from campaignbot import systemd
+
+    watchdog: asyncio.Task[None] | None = None
     try:
         await service.start()
+        systemd.notify("READY=1")
+        if (interval_s := systemd.watchdog_interval_s()) is not None:
+            watchdog = asyncio.create_task(systemd.keep_watchdog_fed(interval_s))
         await service.run(stop)
     finally:
+        systemd.notify("STOPPING=1")
+        if watchdog is not None:
+            watchdog.cancel()
         await service.stop()
 
 

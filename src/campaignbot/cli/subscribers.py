@@ -1,10 +1,11 @@
-"""`campaignbot subscribers add|import|list|remove|export`."""
+"""`campaignbot subscribers add|import|list|remove|export` (suppress: cli/suppress.py)."""
 
 from __future__ import annotations
 
 import contextlib
 import csv
 import io
+import itertools
 import json
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -25,15 +26,18 @@ from campaignbot.cli.common import (
     handle_errors,
     open_store,
     pass_context,
+    require_database,
     run_async,
 )
 from campaignbot.errors import InvalidInputError, Problem
+from campaignbot.subscribers.columns import parse_mapping, sniff_delimiter
 from campaignbot.subscribers.model import (
     CSV_COLUMNS,
     CsvImport,
     Subscriber,
     SubscriberInput,
     SubscriberStatus,
+    check_choices,
     csv_row,
     spreadsheet_safe,
 )
@@ -46,10 +50,26 @@ _STATUSES = [s.value for s in SubscriberStatus]
 
 @cli.group()
 def subscribers() -> None:
-    """Manage subscribers: add, import, list, remove, export."""
+    """Manage subscribers: add, import, list, export, suppress, unsuppress, remove."""
 
 
-def _defaults(ctx: Context) -> tuple[str, str]:
+def _choices(ctx: Context, allow_unknown: bool) -> tuple[list[str] | None, list[str] | None]:
+    """The campaign's countries and topics, which subscribers may choose (as on the web
+    form); None for both with --allow-unknown."""
+    if allow_unknown:
+        return None, None
+    campaign = ctx.campaign()
+    return campaign.countries, campaign.topics
+
+
+_ALLOW_UNKNOWN = click.option(
+    "--allow-unknown",
+    is_flag=True,
+    help="Accept countries and topics no event of the campaign uses.",
+)
+
+
+def campaign_defaults(ctx: Context) -> tuple[str, str]:
     """The campaign's default locale and time zone, for subscribers who give none."""
     info = ctx.campaign().campaign
     return info.default_locale, info.timezone.key
@@ -70,6 +90,7 @@ def _defaults(ctx: Context) -> tuple[str, str]:
 @click.option(
     "--topic", "topics", multiple=True, metavar="SLUG", help="Topic to follow; repeat for more."
 )
+@_ALLOW_UNKNOWN
 @pass_context
 @handle_errors
 def add(
@@ -80,10 +101,11 @@ def add(
     timezone: str | None,
     countries: tuple[str, ...],
     topics: tuple[str, ...],
+    allow_unknown: bool,
 ) -> None:
     """Add one active subscriber. Without --country and --topic they follow everything."""
     if locale is None or timezone is None:
-        default_locale, default_zone = _defaults(ctx)
+        default_locale, default_zone = campaign_defaults(ctx)
         locale, timezone = locale or default_locale, timezone or default_zone
     try:
         entry = SubscriberInput.create(
@@ -91,6 +113,11 @@ def add(
         )
     except ValueError as err:
         raise InvalidInputError(str(err)) from None
+    allowed_countries, allowed_topics = _choices(ctx, allow_unknown)
+    try:
+        check_choices(entry, countries=allowed_countries, topics=allowed_topics)
+    except ValueError as err:
+        raise InvalidInputError(f"{entry.email}: {err}") from None
 
     async def store_it() -> Subscriber:
         async with open_store(ctx) as db:
@@ -107,16 +134,29 @@ def add(
     is_flag=True,
     help="Import the valid rows and list the invalid ones (default: import nothing).",
 )
+@click.option(
+    "--map",
+    "mapping",
+    multiple=True,
+    metavar="'COLUMN=name'",
+    help="Read COLUMN as one of ours, e.g. 'Email Address=email'; 'COLUMN=' ignores it.",
+)
+@_ALLOW_UNKNOWN
 @pass_context
 @handle_errors
-def import_(ctx: Context, file: Path, skip_invalid: bool) -> None:
+def import_(
+    ctx: Context, file: Path, skip_invalid: bool, mapping: tuple[str, ...], allow_unknown: bool
+) -> None:
     """Import (or update) subscribers from a UTF-8 CSV FILE.
 
     \b
     Header: email,name,locale,timezone,countries,topics
     countries and topics hold lists separated by ';' (FI;PL). Empty locale and
     timezone take the campaign's defaults; no countries and no topics means the
-    subscriber follows everything.
+    subscriber follows everything. Fields may be separated by ',', ';' or tabs
+    (Excel's choice in many locales); a BOM is fine. Mailchimp and listmonk
+    exports are read as they are (listmonk's blocklisted rows are suppressed).
+    Countries and topics must be ones the campaign uses, unless --allow-unknown.
 
     The import is one transaction. Problems are printed as FILE: row N: ..., where
     row numbers count the header as row 1 (the first data row is row 2). If any row
@@ -125,21 +165,34 @@ def import_(ctx: Context, file: Path, skip_invalid: bool) -> None:
     Importing the same file again changes nothing, and unsubscribed or bounced
     addresses are never re-activated or changed.
     """
-    default_locale, default_zone = _defaults(ctx)
+    default_locale, default_zone = campaign_defaults(ctx)
     source = str(file)
+    try:
+        renames = parse_mapping(mapping)
+    except ValueError as err:
+        raise InvalidInputError(str(err)) from None
+    allowed_countries, allowed_topics = _choices(ctx, allow_unknown)
     importer = CsvImport(
         source,
         default_locale=default_locale,
         default_timezone=default_zone,
         skip_invalid=skip_invalid,
+        mapping=renames,
+        countries=allowed_countries,
+        topics=allowed_topics,
     )
     now = ctx.now()
 
     async def store_all(entries: Iterable[SubscriberInput]) -> ImportCounts:
         async with open_store(ctx) as db:
-            return await SubscriberStore(db).upsert_many(
-                entries, now=now, source=f"import:{file.name}"
-            )
+            store = SubscriberStore(db)
+            counts = await store.upsert_many(entries, now=now, source=f"import:{file.name}")
+            for email in importer.blocklisted:
+                blocked = SubscriberInput.create(
+                    email, locale=default_locale, timezone=default_zone
+                )
+                await store.suppress(blocked, reason=f"blocklisted in {file.name}", now=now)
+            return counts
 
     try:
         with (
@@ -160,9 +213,10 @@ def import_(ctx: Context, file: Path, skip_invalid: bool) -> None:
         )
         raise click.exceptions.Exit(EXIT_INVALID) from None
     _print_problems(importer.problems)
+    blocked = f", {len(importer.blocklisted)} suppressed" if importer.blocklisted else ""
     click.echo(
         f"{file}: {counts.added} added, {counts.updated} updated, "
-        f"{counts.unchanged} unchanged, {len(importer.problems)} skipped"
+        f"{counts.unchanged} unchanged, {len(importer.problems)} skipped{blocked}"
     )
 
 
@@ -172,16 +226,22 @@ def _print_problems(problems: list[Problem]) -> None:
 
 
 def _records(text: TextIO, report: Callable[[], None], source: str) -> Iterator[list[str]]:
-    """CSV records streamed from the file; calls `report` every 1,000 rows."""
-    reader = csv.reader(text)
+    """CSV records streamed from the file; calls `report` every 1,000 rows.
+
+    The delimiter (`,`, `;` or tab) is read off the header line."""
+    line = 1
     try:
+        header = text.readline()
+        reader = csv.reader(itertools.chain([header], text), delimiter=sniff_delimiter(header))
         for count, cells in enumerate(reader):
+            line = reader.line_num + 1
             if count % 1000 == 0:
                 report()
             yield cells
     except (UnicodeDecodeError, csv.Error) as err:
-        place = f"line {reader.line_num + 1}"
-        raise InvalidInputError([Problem(source, place, f"cannot read as CSV: {err}")]) from err
+        raise InvalidInputError(
+            [Problem(source, f"line {line}", f"cannot read as CSV: {err}")]
+        ) from err
     report()
 
 
@@ -215,6 +275,7 @@ def list_(
     """List subscribers. --country and --topic match what a subscriber chose; those who
     follow everything are not included."""
     wanted = SubscriberStatus(status) if status else None
+    require_database(ctx)
 
     async def fetch() -> list[Subscriber]:
         async with open_store(ctx) as db:
@@ -273,8 +334,9 @@ def _as_json(s: Subscriber) -> dict[str, object]:
 @pass_context
 @handle_errors
 def remove(ctx: Context, email: str) -> None:
-    """Delete a subscriber and their delivery history (to stop mails but keep the
-    record, the subscriber unsubscribes instead)."""
+    """Erase a subscriber and their delivery history (GDPR erasure). To stop mail but
+    keep the address from being imported or signed up again, use `suppress`."""
+    require_database(ctx)
 
     async def delete() -> bool:
         async with open_store(ctx) as db:
@@ -282,7 +344,10 @@ def remove(ctx: Context, email: str) -> None:
 
     if not run_async(delete()):
         raise InvalidInputError(f"{email}: no such subscriber")
-    click.echo(f"removed {email}")
+    click.echo(
+        f"removed {email} and its delivery history (erased; a later import may add it "
+        "again: `subscribers suppress` keeps it out)"
+    )
 
 
 @subscribers.command()
@@ -309,6 +374,7 @@ def export(ctx: Context, status: str, raw: bool) -> None:
     """
     wanted = None if status == "all" else SubscriberStatus(status)
     cell = (lambda value: value) if raw else spreadsheet_safe
+    require_database(ctx)
     writer = csv.writer(sys.stdout, lineterminator="\n")
 
     async def write_all() -> None:

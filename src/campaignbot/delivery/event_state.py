@@ -168,6 +168,17 @@ class EventState:
             event_id: event for event_id, text in rows if (event := load_snapshot(text)) is not None
         }
 
+    async def recorded(self) -> dict[str, Event]:
+        """The schedule as last recorded: every event still in it (not removed)."""
+        query = select(event_versions.c.event_id, event_versions.c.snapshot).where(
+            event_versions.c.fingerprint != REMOVED
+        )
+        async with self._db.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return {
+            event_id: event for event_id, text in rows if (event := load_snapshot(text)) is not None
+        }
+
     async def fired_keys(self, keys: Iterable[str]) -> set[str]:
         """Which of these alert keys are already in the ledger (fired or skipped)."""
         wanted = list(keys)

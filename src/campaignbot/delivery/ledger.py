@@ -697,3 +697,45 @@ class Ledger:
             by_state = {str(s): int(n) for s, n in rows}
         age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else None
         return LedgerCounts(by_status, int(depth), int(uncertain), age, by_state)
+
+    async def failed_deliveries(
+        self, *, event_id: str | None = None, limit: int = 1000
+    ) -> list[FailedDelivery]:
+        """Failed deliveries, newest first, with the address and the server's reason
+        (`campaignbot status --failed`)."""
+        d = deliveries.c
+        query = (
+            select(
+                alerts.c.key,
+                alerts.c.event_id,
+                subscribers.c.email,
+                d.last_code,
+                d.last_error,
+                d.updated_at,
+            )
+            .select_from(
+                deliveries.join(alerts, d.alert_id == alerts.c.id).join(
+                    subscribers, d.subscriber_id == subscribers.c.id
+                )
+            )
+            .where(d.status == DeliveryStatus.FAILED)
+            .order_by(d.updated_at.desc(), d.id.desc())
+            .limit(limit)
+        )
+        if event_id is not None:
+            query = query.where(alerts.c.event_id == event_id)
+        async with self.db.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        return [FailedDelivery(*row) for row in rows]
+
+
+@dataclass(frozen=True)
+class FailedDelivery:
+    """One failed delivery: which alert, to whom, and why."""
+
+    key: str
+    event: str
+    email: str
+    code: int | None
+    reason: str | None
+    at: datetime

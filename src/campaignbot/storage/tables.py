@@ -77,6 +77,8 @@ subscribers = Table(
     Column("consent_at", UTCDateTime, nullable=True),
     Column("consent_source", String(200), nullable=False, server_default=""),
     Column("hard_bounces", Integer, nullable=False, server_default="0"),
+    # why the status was set by hand (`subscribers suppress --reason`)
+    Column("status_reason", String(500), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     # random, in every link token; a new one on unsubscribe and re-subscribe, so links

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 import secrets
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -15,6 +15,8 @@ from babel import Locale, UnknownLocaleError
 from email_validator import EmailNotValidError, validate_email
 
 from campaignbot.errors import InvalidInputError, Problem
+from campaignbot.subscribers.columns import BLOCKLISTED
+from campaignbot.subscribers.columns import parse_header as columns_header
 
 #: The CSV header of `subscribers import` and `subscribers export`, in this order.
 CSV_COLUMNS = ("email", "name", "locale", "timezone", "countries", "topics")
@@ -36,11 +38,17 @@ class SubscriberStatus(StrEnum):
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
     COMPLAINED = "complained"  # reported our mail as spam: unsubscribed at once
+    SUPPRESSED = "suppressed"  # do not contact: kept by `subscribers suppress`, never re-added
 
 
 #: Statuses an import or a repeated sign-up must never change.
 FINAL_STATUSES = frozenset(
-    {SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED, SubscriberStatus.COMPLAINED}
+    {
+        SubscriberStatus.UNSUBSCRIBED,
+        SubscriberStatus.BOUNCED,
+        SubscriberStatus.COMPLAINED,
+        SubscriberStatus.SUPPRESSED,
+    }
 )
 
 
@@ -239,19 +247,13 @@ def csv_row(subscriber: Subscriber | SubscriberInput) -> list[str]:
     ]
 
 
-def parse_header(cells: Sequence[str]) -> dict[str, int]:
-    """Column name -> index; `email` is required, the others optional, in any order."""
-    columns: dict[str, int] = {}
-    for index, raw in enumerate(cells):
-        name = raw.strip().lstrip("\ufeff").lower()
-        if name not in CSV_COLUMNS:
-            raise ValueError(f"unknown column {raw!r}; expected {','.join(CSV_COLUMNS)}")
-        if name in columns:
-            raise ValueError(f"column {name!r} appears twice")
-        columns[name] = index
-    if "email" not in columns:
-        raise ValueError(f"missing column 'email'; expected header {','.join(CSV_COLUMNS)}")
-    return columns
+def parse_header(
+    cells: Sequence[str], mapping: Mapping[str, str | None] | None = None
+) -> dict[str, int]:
+    """Column name -> index; `email` is required, the others optional, in any order.
+
+    Mailchimp and listmonk names are accepted, and `mapping` renames others."""
+    return columns_header(cells, mapping)
 
 
 def parse_row(
@@ -260,22 +262,47 @@ def parse_row(
     *,
     default_locale: str,
     default_timezone: str,
+    width: int | None = None,
 ) -> SubscriberInput:
     """One CSV data row; empty locale and time zone take the campaign's defaults."""
-    if len(cells) != len(columns):
-        raise ValueError(f"expected {len(columns)} fields, got {len(cells)}")
+    expected = width if width is not None else len(columns)
+    if len(cells) != expected:
+        raise ValueError(f"expected {expected} fields, got {len(cells)}")
 
     def cell(name: str) -> str:
         return unguard(cells[columns[name]].strip()) if name in columns else ""
 
+    # Mailchimp splits the name in two
+    name = cell("name") or " ".join(p for p in (cell("first_name"), cell("last_name")) if p)
     return SubscriberInput.create(
         cell("email"),
-        name=cell("name"),
+        name=name,
         locale=cell("locale") or default_locale,
         timezone=cell("timezone") or default_timezone,
         countries=[cell("countries")],
         topics=[cell("topics")],
     )
+
+
+def check_choices(
+    entry: SubscriberInput,
+    *,
+    countries: Collection[str] | None,
+    topics: Collection[str] | None,
+) -> None:
+    """ValueError naming the first country or topic not among the campaign's choices
+    (None: anything well-formed is accepted)."""
+    for what, chosen, allowed in (
+        ("country", entry.countries, countries),
+        ("topic", entry.topics, topics),
+    ):
+        unknown = sorted(chosen - set(allowed)) if allowed is not None else []
+        if unknown:
+            offered = ", ".join(sorted(allowed or ())) or "none"
+            raise ValueError(
+                f"unknown {what} {unknown[0]!r} (the campaign's: {offered}; "
+                "--allow-unknown accepts it)"
+            )
 
 
 class CsvImport:
@@ -294,8 +321,17 @@ class CsvImport:
         default_locale: str,
         default_timezone: str,
         skip_invalid: bool = False,
+        mapping: Mapping[str, str | None] | None = None,
+        countries: Collection[str] | None = None,
+        topics: Collection[str] | None = None,
     ) -> None:
         self.source = source
+        self.mapping = mapping
+        # the campaign's choices; None accepts any well-formed value (--allow-unknown)
+        self.countries = None if countries is None else frozenset(countries)
+        self.topics = None if topics is None else frozenset(topics)
+        #: rows listmonk marked blocklisted: never imported as active, to be suppressed
+        self.blocklisted: list[str] = []
         self.default_locale = default_locale
         self.default_timezone = default_timezone
         self.skip_invalid = skip_invalid
@@ -306,12 +342,18 @@ class CsvImport:
     def _problem(self, row: int, message: str) -> None:
         self.problems.append(Problem(self.source, f"row {row}", message))
 
+    def check_choices(self, entry: SubscriberInput) -> None:
+        """ValueError for a country or topic the campaign does not offer."""
+        check_choices(entry, countries=self.countries, topics=self.topics)
+
     def rows(self, records: Iterable[Sequence[str]]) -> Iterator[SubscriberInput]:
         columns: dict[str, int] | None = None
+        width = 0
         for row, cells in enumerate(records, start=1):
             if columns is None:
+                width = len(cells)
                 try:
-                    columns = parse_header(cells)
+                    columns = parse_header(cells, self.mapping)
                 except ValueError as err:
                     # without a usable header no row can be read: fatal even when skipping
                     raise InvalidInputError(
@@ -326,9 +368,16 @@ class CsvImport:
                     columns,
                     default_locale=self.default_locale,
                     default_timezone=self.default_timezone,
+                    width=width,
                 )
+                self.check_choices(entry)
             except ValueError as err:
                 self._problem(row, str(err))
+                continue
+            if "listmonk_status" in columns and cells[columns["listmonk_status"]].strip() == (
+                BLOCKLISTED
+            ):
+                self.blocklisted.append(entry.email)
                 continue
             first = self._seen.setdefault(entry.email_key, row)
             if first != row:

@@ -400,3 +400,41 @@ class SubscriberStore:
         async with self._begin() as conn:
             query = select(func.count()).select_from(subscribers).where(audience_clause(audience))
             return int((await conn.execute(query)).scalar_one())
+
+    async def suppress(
+        self, entry: SubscriberInput, *, reason: str, now: datetime
+    ) -> tuple[Subscriber, bool]:
+        """Mark an address do-not-contact, keeping (or creating) its record; an import
+        or a sign-up can never re-add it. Returns the subscriber and whether it changed."""
+        values = {
+            "status": SubscriberStatus.SUPPRESSED.value,
+            "status_reason": reason[:500],
+            "updated_at": now,
+        }
+        async with self._begin() as conn:
+            existing = await self._by_key(conn, entry.email_key)
+            if existing is None:
+                row = _new_row(entry, now=now, status=SubscriberStatus.SUPPRESSED, source="cli")
+                await conn.execute(subscribers.insert().values(**row, status_reason=reason[:500]))
+            elif existing.status is not SubscriberStatus.SUPPRESSED:
+                query = update(subscribers).where(subscribers.c.id == existing.id)
+                await conn.execute(query.values(**values))
+            subscriber = await self._by_key(conn, entry.email_key)
+        assert subscriber is not None
+        return subscriber, existing is None or existing.status is not SubscriberStatus.SUPPRESSED
+
+    async def unsuppress(self, email: str, *, now: datetime) -> Subscriber | None:
+        """Lift a suppression: active again if they had given consent, else unsubscribed.
+        None if the address is unknown or not suppressed."""
+        async with self._begin() as conn:
+            existing = await self._by_key(conn, email_key(email))
+            if existing is None or existing.status is not SubscriberStatus.SUPPRESSED:
+                return None
+            status = (
+                SubscriberStatus.ACTIVE if existing.consent_at else SubscriberStatus.UNSUBSCRIBED
+            )
+            query = update(subscribers).where(subscribers.c.id == existing.id)
+            await conn.execute(
+                query.values(status=status.value, status_reason=None, updated_at=now)
+            )
+            return await self._by_key(conn, email_key(email))
