@@ -252,7 +252,7 @@ async def test_suppress_and_unsuppress_need_the_csrf_token(desk: DeskFactory) ->
         "/admin/subscribers/suppress", data={"email": "someone@example.org", "csrf_token": token}
     )
     assert done.status_code == 303
-    assert await d.status("someone@example.org") is SubscriberStatus.BOUNCED
+    assert await d.status("someone@example.org") is SubscriberStatus.SUPPRESSED
     page = await d.admin.get(done.headers["location"])
     assert "Unsuppress someone@example.org" in page.text
     await d.admin.post(

@@ -153,9 +153,9 @@ async def test_get_patch_delete_a_subscriber(desk: DeskFactory) -> None:
     assert changed.json()["locale"] == "fi"
     assert changed.json()["topics"] == ["mine-ban-treaty"]
     suppressed = await d.admin.patch(
-        "/api/subscribers/person@example.org", json={"status": "bounced"}, headers=write
+        "/api/subscribers/person@example.org", json={"status": "suppressed"}, headers=write
     )
-    assert suppressed.json()["status"] == "bounced"
+    assert suppressed.json()["status"] == "suppressed"
     lifted = await d.admin.patch(
         "/api/subscribers/person@example.org", json={"status": "active"}, headers=write
     )

@@ -36,8 +36,8 @@ logger = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 PAGE_SIZE, MAX_PAGE_SIZE = 500, 5000
 _PATCHABLE = {"locale", "timezone", "countries", "topics", "follows_all", "status"}
-#: statuses a PATCH may set: `bounced` is the suppression list, `active` lifts it
-_PATCH_STATUSES = {"active", "unsubscribed", "bounced"}
+#: statuses a PATCH may set: `suppressed` is the do-not-contact list, `active` lifts it
+_PATCH_STATUSES = {"active", "unsubscribed", "suppressed"}
 
 Handler = Callable[[Request, ApiToken], Awaitable[Response]]
 
@@ -314,7 +314,7 @@ class Api:
                 "Unprocessable Content",
                 f"status {status!r}: use one of {', '.join(sorted(_PATCH_STATUSES))}",
             )
-        if status == "active" and subscriber.status is not SubscriberStatus.BOUNCED:
+        if status == "active" and subscriber.status is not SubscriberStatus.SUPPRESSED:
             # activation without proof of consent only lifts a suppression
             raise Problem(422, "Unprocessable Content", "status active: only lifts a suppression")
         now = self.ctx.clock()
@@ -334,11 +334,17 @@ class Api:
             except (InvalidInputError, TypeError) as err:
                 raise Problem(422, "Unprocessable Content", str(err)) from None
             subscriber = updated or subscriber
-        if status is not None:
-            subscriber = (
-                await self.ctx.store.set_status(subscriber.id, SubscriberStatus(status), now=now)
-                or subscriber
+        store = self.ctx.store
+        if status == "suppressed":
+            entry = SubscriberInput.create(
+                subscriber.email, locale=subscriber.locale, timezone=subscriber.timezone
             )
+            subscriber, _ = await store.suppress(entry, reason=f"api ({token.name})", now=now)
+        elif status == "active":
+            subscriber = await store.unsuppress(subscriber.email, now=now) or subscriber
+        elif status is not None:
+            changed = await store.set_status(subscriber.id, SubscriberStatus(status), now=now)
+            subscriber = changed or subscriber
         return JSONResponse(subscriber_json(subscriber))
 
     async def delete_subscriber(self, request: Request, token: ApiToken) -> Response:

@@ -147,7 +147,7 @@ def openapi_document() -> dict[str, Any]:
                         "follows_all": {"type": "boolean"},
                         "status": {
                             "enum": ["active", "unsubscribed", "bounced"],
-                            "description": "`bounced` suppresses; `active` only lifts a suppression",
+                            "description": "`suppressed` suppresses (do not contact); `active` only lifts a suppression",
                         },
                     },
                 },

@@ -24,7 +24,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from campaignbot.errors import CampaignbotError, ConfigError, InvalidInputError
-from campaignbot.subscribers.model import SubscriberStatus, csv_row
+from campaignbot.subscribers.model import Subscriber, SubscriberInput, SubscriberStatus, csv_row
 from campaignbot.web.app import SecurityHeaders
 from campaignbot.web.dashboard import charts, queries
 from campaignbot.web.dashboard.accounts import AccountsFile
@@ -336,35 +336,43 @@ class Dashboard:
             done=request.query_params.get("done", ""),
         )
 
-    async def _set_status(
-        self, request: Request, session: Session, status: SubscriberStatus, allowed: set[str]
-    ) -> Response:
+    async def _subscriber_in_form(self, request: Request) -> tuple[str, Subscriber | None]:
         form = await request.form()
         email = str(form.get("email", "")).strip()
-        subscriber = await self.ctx.store.get_by_email(email) if email else None
-        if subscriber is None:
-            return self.render("missing.html.j2", request, session, 404, what=f"subscriber {email}")
-        if subscriber.status.value in allowed:
-            await self.ctx.store.set_status(subscriber.id, status, now=self.ctx.clock())
-            logger.info(
-                "admin: %s set %s to %s",
-                session.user,
-                subscriber.email,
-                status.value,
-                extra={"action": "admin_set_status", "user": session.user},
-            )
-        return self._back("/subscribers", q=subscriber.email, done=status.value)
+        return email, await self.ctx.store.get_by_email(email) if email else None
 
     async def suppress(self, request: Request, session: Session) -> Response:
-        """`POST /admin/subscribers/suppress`."""
-        # suppression is the `bounced` status: it blocks mail and re-import (FINAL_STATUSES)
-        return await self._set_status(
-            request, session, SubscriberStatus.BOUNCED, {"active", "pending", "unsubscribed"}
+        """`POST /admin/subscribers/suppress`: do-not-contact, like `subscribers suppress`
+        (the record stays; imports and sign-ups cannot re-add it)."""
+        email, subscriber = await self._subscriber_in_form(request)
+        if subscriber is None:
+            return self.render("missing.html.j2", request, session, 404, what=f"subscriber {email}")
+        entry = SubscriberInput.create(
+            subscriber.email, locale=subscriber.locale, timezone=subscriber.timezone
         )
+        reason = f"dashboard ({session.user})"
+        await self.ctx.store.suppress(entry, reason=reason, now=self.ctx.clock())
+        logger.info(
+            "admin: %s suppressed %s",
+            session.user,
+            subscriber.email,
+            extra={"action": "admin_suppressed", "user": session.user},
+        )
+        return self._back("/subscribers", q=subscriber.email, done="suppressed")
 
     async def unsuppress(self, request: Request, session: Session) -> Response:
-        """`POST /admin/subscribers/unsuppress`: back to active."""
-        return await self._set_status(request, session, SubscriberStatus.ACTIVE, {"bounced"})
+        """`POST /admin/subscribers/unsuppress`: like `subscribers unsuppress`."""
+        email, subscriber = await self._subscriber_in_form(request)
+        if subscriber is None:
+            return self.render("missing.html.j2", request, session, 404, what=f"subscriber {email}")
+        if await self.ctx.store.unsuppress(subscriber.email, now=self.ctx.clock()) is not None:
+            logger.info(
+                "admin: %s lifted the suppression of %s",
+                session.user,
+                subscriber.email,
+                extra={"action": "admin_unsuppressed", "user": session.user},
+            )
+        return self._back("/subscribers", q=subscriber.email, done="unsuppressed")
 
     async def export(self, request: Request, session: Session) -> Response:
         """`GET /admin/subscribers/export.csv`: active subscribers, spreadsheet-safe."""
