@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from campaignbot.errors import ConfigError, Problem
@@ -16,6 +24,16 @@ class TLSMode(StrEnum):
     NONE = "none"
     STARTTLS = "starttls"
     TLS = "tls"
+
+
+class SMTPAuth(StrEnum):
+    """How to log in: `auto` takes the best password mechanism the server offers."""
+
+    AUTO = "auto"
+    PLAIN = "plain"
+    LOGIN = "login"
+    CRAM_MD5 = "cram-md5"
+    XOAUTH2 = "xoauth2"
 
 
 class SMTPSettings(BaseModel):
@@ -33,6 +51,43 @@ class SMTPSettings(BaseModel):
     retry_for_s: float = Field(
         24 * 3600, gt=0, description="give up retrying this long after the first attempt"
     )
+    #: PEM file of the CA (or CAs) that signed a private relay's certificate
+    ca_file: Path | None = None
+    #: the EHLO name; relays refuse names that are not fully qualified (504 5.5.2)
+    local_hostname: str | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    auth: SMTPAuth = SMTPAuth.AUTO
+    #: XOAUTH2 access token: a file (re-read when the token expires) ...
+    oauth_token_file: Path | None = None
+    #: ... or a shell command that prints it (re-run when it expires, like msmtp's passwordeval)
+    oauth_token_command: str | None = None
+    #: AUTH without TLS is refused except to a loopback host, unless this is true
+    allow_plaintext_auth: bool = False
+
+    @field_validator("local_hostname")
+    @classmethod
+    def _one_hostname(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]", value):
+            raise ValueError("must be a host name or an address literal such as [192.0.2.1]")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SMTPSettings:
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("CAMPAIGNBOT_SMTP__CLIENT_KEY needs CAMPAIGNBOT_SMTP__CLIENT_CERT")
+        tokens = (self.oauth_token_file, self.oauth_token_command)
+        if self.auth is SMTPAuth.XOAUTH2:
+            if not self.username:
+                raise ValueError("CAMPAIGNBOT_SMTP__AUTH=xoauth2 needs CAMPAIGNBOT_SMTP__USERNAME")
+            if sum(t is not None for t in tokens) != 1:
+                raise ValueError(
+                    "CAMPAIGNBOT_SMTP__AUTH=xoauth2 needs exactly one of "
+                    "CAMPAIGNBOT_SMTP__OAUTH_TOKEN_FILE and CAMPAIGNBOT_SMTP__OAUTH_TOKEN_COMMAND"
+                )
+        elif any(t is not None for t in tokens):
+            raise ValueError("an OAuth token is only used with CAMPAIGNBOT_SMTP__AUTH=xoauth2")
+        return self
 
 
 class HTTPSettings(BaseModel):
