@@ -49,6 +49,15 @@ class SessionInfo:
         return text + (f", AUTH {self.auth} as {username}" if self.auth else ", no AUTH")
 
 
+def planned(settings: SMTPSettings) -> str:
+    """What the settings ask for, before any session says what was negotiated."""
+    text = f"smtp://{settings.host}:{settings.port} {_TLS_LABEL[settings.tls]}"
+    if not settings.username:
+        return text + ", no AUTH"
+    mechanism = "" if settings.auth is SMTPAuth.AUTO else f" {settings.auth.value.upper()}"
+    return text + f", AUTH{mechanism} as {settings.username}"
+
+
 def is_loopback(host: str) -> bool:
     """Whether `host` names this machine (plaintext AUTH to it crosses no network)."""
     if host.lower() in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):

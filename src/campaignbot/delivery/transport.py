@@ -352,6 +352,7 @@ class MaildirTransport:
 
     def _box(self) -> mailbox.Maildir:
         if self._mailbox is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # Maildir makes only the last
             self._mailbox = mailbox.Maildir(self.path, create=True)
         return self._mailbox
 
