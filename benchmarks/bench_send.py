@@ -6,7 +6,8 @@ campaignbot runs in ONE process per measurement: a fresh SQLite ledger with N
 subscribers, one alert fired, then the sender (claim, per-subscriber rendering, SMTP,
 batched outcome writes) until everything is accepted. The same messages also go out
 with mailmerge (its CLI, one SMTP connection per message) and with a bare aiosmtplib
-sender (32 connections, pre-built identical-size messages, no rendering, no database);
+sender (32 connections, campaignbot's own messages built before the clock starts, no
+rendering, no database);
 campaignbot's throughput is printed as a ratio to both. Each measurement runs in its
 own process so that peak RSS (ru_maxrss) is that measurement's alone.
 
@@ -166,21 +167,52 @@ def _peak_rss_mb() -> float:
 # -- bare aiosmtplib, in a child process --------------------------------------------
 
 
-async def run_bare(n: int, connections: int, port: int) -> dict[str, Any]:
-    import email.policy
-
-    import aiosmtplib
-
+def _messages(n: int) -> tuple[list[bytes], Any]:
+    """The bytes campaignbot's sender hands the transport for subscribers 0..n-1 (the
+    per-subscriber fast path, `Renderer.wire_alert`), and one EmailMessage like them."""
     from campaignbot.email.render import Recipient
 
     campaign = _campaign()
-    message = _renderer(campaign).render_alert(
-        campaign.events[0],
+    renderer = _renderer(campaign)
+    event, now = campaign.events[0], datetime.now(UTC)
+    data = [
+        renderer.wire_alert(
+            event,
+            "1d",
+            Recipient(i, f"subscriber{i}@example.org", f"Subscriber {i}", LOCALES[i % 3],
+                      ZONES[i % 3]),
+            now=now,
+        ).data
+        for i in range(n)
+    ]  # fmt: skip
+    one = renderer.render_alert(
+        event,
         "1d",
         Recipient(1, "subscriber1@example.org", "Subscriber 1", "en", "Europe/Helsinki"),
-        now=datetime.now(UTC),
+        now=now,
     )
-    data = message.as_bytes(policy=email.policy.SMTP)  # identical size for every recipient
+    return data, one
+
+
+def _shrunk(data: bytes, size: int) -> bytes:
+    """`data` with its body cut to make `size` bytes in all (the headers kept)."""
+    head, _, body = data.partition(b"\r\n\r\n")
+    room = max(0, size - len(head) - 4)
+    return head + b"\r\n\r\n" + body[:room].rpartition(b"\r\n")[0] + b"\r\n"
+
+
+async def run_bare(n: int, connections: int, port: int, variant: str) -> dict[str, Any]:
+    """A bare aiosmtplib sender: `connections` sessions, `sendmail` of ready bytes.
+
+    Variants (the levers): `bytes`, campaignbot's own per-subscriber messages, built
+    before the clock starts; `flatten`, one EmailMessage handed to `send_message`
+    (aiosmtplib flattens it for every send); `small`, the same bytes cut to 3,000 B
+    (the size of the peers' messages)."""
+    import aiosmtplib
+
+    messages, one = _messages(n)
+    if variant == "small":
+        messages = [_shrunk(m, 3000) for m in messages]
     numbers = iter(range(n))
 
     async def worker() -> None:
@@ -189,13 +221,18 @@ async def run_bare(n: int, connections: int, port: int) -> dict[str, Any]:
         )
         await smtp.connect()
         for i in numbers:
-            await smtp.sendmail("alerts@example.org", [f"subscriber{i}@example.org"], data)
+            to = f"subscriber{i}@example.org"
+            if variant == "flatten":
+                await smtp.send_message(one, sender="alerts@example.org", recipients=[to])
+            else:
+                await smtp.sendmail("alerts@example.org", [to], messages[i])
         await smtp.quit()
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(connections)))
     elapsed = time.perf_counter() - started
-    return {"seconds": elapsed, "rate": n / elapsed, "rss_mb": _peak_rss_mb(), "bytes": len(data)}
+    size = sum(len(m) for m in messages) // n
+    return {"seconds": elapsed, "rate": n / elapsed, "rss_mb": _peak_rss_mb(), "bytes": size}
 
 
 # -- mailmerge ------------------------------------------------------------------------
@@ -261,6 +298,10 @@ def main() -> None:
     parser.add_argument("--mailmerge-n", type=int, default=None, help="messages for mailmerge")
     parser.add_argument("--rss-n", type=int, default=0, help="also measure RSS at this N")
     parser.add_argument("--profile", action="store_true", help="pyinstrument the 8-conn run")
+    parser.add_argument(
+        "--levers", action="store_true", help="also bare aiosmtplib: flattening, 3 kB messages"
+    )
+    parser.add_argument("--variant", default="bytes", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -270,7 +311,7 @@ def main() -> None:
         if args.child == "campaignbot":
             result = asyncio.run(run_campaignbot(args.n, conns, args.port, args.profile))
         else:
-            result = asyncio.run(run_bare(args.n, conns, args.port))
+            result = asyncio.run(run_bare(args.n, conns, args.port, args.variant))
         print(json.dumps(result))
         return
 
@@ -291,8 +332,19 @@ def main() -> None:
         bare = child("bare", n=args.n, connections=32, port=port)
         print(
             f"aiosmtplib   32 conn: {bare['rate']:7.0f} msg/s, {bare['seconds']:6.2f} s "
-            f"(pre-built {bare['bytes']} B messages), peak RSS {bare['rss_mb']:.0f} MB"
+            f"(campaignbot's messages, pre-built, {bare['bytes']} B on average), "
+            f"peak RSS {bare['rss_mb']:.0f} MB"
         )
+        if args.levers:
+            for variant, what in (
+                ("flatten", "one EmailMessage flattened by send_message per send"),
+                ("small", "the same messages cut to 3,000 B"),
+            ):
+                r = child("bare", n=args.n, connections=32, port=port, variant=variant)
+                print(
+                    f"aiosmtplib   32 conn: {r['rate']:7.0f} msg/s ({what}; "
+                    f"{r['rate'] / bare['rate']:.2f} of ready bytes)"
+                )
         mm_n = args.mailmerge_n or args.n
         mm = run_mailmerge(mm_n, port)
         if "error" in mm:

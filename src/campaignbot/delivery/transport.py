@@ -53,6 +53,11 @@ class Transport(Protocol):
     #: where mail goes, for logs and `check`; never contains a secret
     description: str
 
+    @property
+    def health(self) -> RelayHealth | None:
+        """The relay's health from real outcomes (None: no relay, e.g. the Maildir)."""
+        ...
+
     async def send(self, message: Message, *, sender: str, recipient: str) -> str:
         """Deliver `message` to `recipient`; return the server's reply; raise DeliveryError.
 
@@ -323,6 +328,7 @@ class MaildirTransport:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.description = f"maildir {path}"
+        self.health: RelayHealth | None = None  # no relay to be down
         self._lock = threading.Lock()  # mailbox.Maildir is not thread-safe
         self._mailbox: mailbox.Maildir | None = None
 
