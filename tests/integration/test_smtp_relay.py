@@ -5,7 +5,10 @@ health from real outcomes. Against aiosmtpd and a scripted server on loopback.""
 from __future__ import annotations
 
 import logging
+import ssl
 import stat
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -282,3 +285,51 @@ async def test_the_cap_holds_for_sends_and_checks_together(
     finally:
         await mailer.aclose()
     assert server.max_concurrent <= 2 and server.connections == 2
+
+
+@dataclass(frozen=True)
+class ClientAuthCertificate(TLSCertificate):
+    """The server's certificate, and a server context that demands a client certificate."""
+
+    client_ca: Path = Path()
+
+    def server_context(self) -> ssl.SSLContext:
+        context = super().server_context()
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(self.client_ca)
+        return context
+
+
+@pytest.fixture
+def client_certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed client certificate and its key (the openssl CLI)."""
+    cert, key = tmp_path / "client.pem", tmp_path / "client.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "2", "-subj", "/CN=campaignbot", "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_a_relay_that_demands_a_client_certificate_gets_the_configured_one(
+    smtp_server: SMTPServerFactory,
+    tls_certificate: TLSCertificate,
+    client_certificate: tuple[Path, Path],
+) -> None:
+    cert, key = client_certificate
+    demanding = ClientAuthCertificate(tls_certificate.cert, tls_certificate.key, client_ca=cert)
+    server = await smtp_server(tls="tls", certificate=demanding)
+    base = server.smtp_settings(ca_file=tls_certificate.cert)
+
+    without = SMTPTransport(base)
+    with_cert = SMTPTransport(base.model_copy(update={"client_cert": cert, "client_key": key}))
+    try:
+        with pytest.raises(RelayError):
+            await send(without)
+        assert (await send(with_cert)).startswith("250")
+    finally:
+        await without.aclose()
+        await with_cert.aclose()
+    assert len(server.messages) == 1

@@ -76,12 +76,18 @@ def tls_context(settings: SMTPSettings) -> ssl.SSLContext:
         context = ssl.create_default_context(
             cafile=str(settings.ca_file) if settings.ca_file else None
         )
-        if settings.client_cert is not None:
-            key = str(settings.client_key) if settings.client_key else None
-            context.load_cert_chain(str(settings.client_cert), key)
     except (OSError, ssl.SSLError) as err:
-        which = "CA_FILE" if settings.ca_file and "cert_chain" not in repr(err) else "CLIENT_CERT"
-        raise RelayError(f"CAMPAIGNBOT_SMTP__{which}: cannot load: {err}") from err
+        raise RelayError(
+            f"CAMPAIGNBOT_SMTP__CA_FILE {settings.ca_file}: cannot load: {err}"
+        ) from err
+    if settings.client_cert is not None:
+        key = str(settings.client_key) if settings.client_key else None
+        try:
+            context.load_cert_chain(str(settings.client_cert), key)
+        except (OSError, ssl.SSLError) as err:
+            raise RelayError(
+                f"CAMPAIGNBOT_SMTP__CLIENT_CERT {settings.client_cert}: cannot load: {err}"
+            ) from err
     return context
 
 
