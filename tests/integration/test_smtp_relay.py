@@ -8,6 +8,7 @@ import logging
 import ssl
 import stat
 import subprocess
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 
 from campaignbot.delivery.relay_health import RelayHealth
 from campaignbot.delivery.smtp_session import is_loopback
-from campaignbot.delivery.transport import SMTPTransport
+from campaignbot.delivery.transport import IDLE_RECONNECT_S, SMTPTransport
 from campaignbot.errors import RelayError
 from campaignbot.settings import SMTPSettings
 from tests.fixtures.scripted import ScriptedFactory, ScriptedServer, xoauth2_token
@@ -30,8 +31,12 @@ async def send(mailer: SMTPTransport) -> str:
     return await mailer.send(MESSAGE, sender=SENDER, recipient=RECIPIENT)
 
 
+Transports = Callable[[SMTPSettings], SMTPTransport]
+
+
 @pytest.fixture
-async def transports() -> object:
+async def transports() -> AsyncIterator[Transports]:
+    """Factory: SMTPTransport(settings), closed at teardown."""
     made: list[SMTPTransport] = []
 
     def make(settings: SMTPSettings) -> SMTPTransport:
@@ -45,18 +50,21 @@ async def transports() -> object:
 
 @pytest.mark.parametrize("tls", ["starttls", "tls"])
 async def test_a_self_signed_certificate_is_refused_unless_its_ca_file_is_set(
-    smtp_server: SMTPServerFactory, tls_certificate: TLSCertificate, transports: object, tls: str
+    smtp_server: SMTPServerFactory,
+    tls_certificate: TLSCertificate,
+    transports: Transports,
+    tls: str,
 ) -> None:
     server = await smtp_server(tls=tls, certificate=tls_certificate, auth=("alice", "s3cret"))
 
-    refused = transports(server.smtp_settings())  # type: ignore[operator]
+    refused = transports(server.smtp_settings())
     with pytest.raises(RelayError) as caught:
         await send(refused)
     assert "CERTIFICATE_VERIFY_FAILED" in str(caught.value)
     assert "CAMPAIGNBOT_SMTP__CA_FILE" in str(caught.value)  # the way out is named
     assert server.messages == []
 
-    trusted = transports(server.smtp_settings(ca_file=tls_certificate.cert))  # type: ignore[operator]
+    trusted = transports(server.smtp_settings(ca_file=tls_certificate.cert))
     assert (await send(trusted)).startswith("250")
     assert [m.login for m in server.messages] == ["alice"]
     assert trusted.session_info is not None
@@ -66,7 +74,7 @@ async def test_a_self_signed_certificate_is_refused_unless_its_ca_file_is_set(
 
 
 async def test_stripped_starttls_is_refused_before_any_credential_is_sent(
-    scripted_smtp: ScriptedFactory, transports: object
+    scripted_smtp: ScriptedFactory, transports: Transports
 ) -> None:
     # a man in the middle removed STARTTLS from the EHLO reply; AUTH is still offered
     script = await scripted_smtp(extensions=("AUTH PLAIN LOGIN",))
@@ -75,14 +83,14 @@ async def test_stripped_starttls_is_refused_before_any_credential_is_sent(
     )
 
     with pytest.raises(RelayError, match="does not offer STARTTLS"):
-        await send(transports(settings))  # type: ignore[operator]
+        await send(transports(settings))
 
     assert [line.split()[0] for line in script.sent()] == [b"EHLO"]  # then hung up
     assert not any(b"AUTH" in line for line in script.sent())
 
 
 async def test_a_starttls_reply_with_an_injected_second_packet_is_not_believed(
-    scripted_smtp: ScriptedFactory, tls_certificate: TLSCertificate, transports: object
+    scripted_smtp: ScriptedFactory, tls_certificate: TLSCertificate, transports: Transports
 ) -> None:
     """Plaintext sent right after the 220, in its own packet, must never count as a reply
     from inside TLS (the old client believed `250 PWNED` in 9 of 25 trials)."""
@@ -104,7 +112,7 @@ async def test_a_starttls_reply_with_an_injected_second_packet_is_not_believed(
             ca_file=tls_certificate.cert,
             timeout_s=5,
         )
-        mailer = transports(settings)  # type: ignore[operator]
+        mailer = transports(settings)
         # the client is already in the TLS handshake when the packet comes: it fails
         with pytest.raises(RelayError, match="STARTTLS failed"):
             await send(mailer)
@@ -114,14 +122,14 @@ async def test_a_starttls_reply_with_an_injected_second_packet_is_not_believed(
 
 
 async def test_auth_without_tls_to_loopback_is_allowed(
-    scripted_smtp: ScriptedFactory, transports: object
+    scripted_smtp: ScriptedFactory, transports: Transports
 ) -> None:
     script = await scripted_smtp(extensions=("AUTH PLAIN",))
     settings = SMTPSettings(
         host="127.0.0.1", port=script.port, tls="none", username="u", password="p", timeout_s=5
     )
 
-    assert (await send(transports(settings))).startswith("250")  # type: ignore[operator]
+    assert (await send(transports(settings))).startswith("250")
 
     assert any(line.startswith(b"AUTH PLAIN") for line in script.sent())
     assert is_loopback("localhost") and is_loopback("::1") and is_loopback("127.0.0.2")
@@ -129,7 +137,7 @@ async def test_auth_without_tls_to_loopback_is_allowed(
 
 
 async def test_auth_without_tls_to_a_remote_host_is_refused(
-    monkeypatch: pytest.MonkeyPatch, scripted_smtp: ScriptedFactory, transports: object
+    monkeypatch: pytest.MonkeyPatch, scripted_smtp: ScriptedFactory, transports: Transports
 ) -> None:
     script = await scripted_smtp(extensions=("AUTH PLAIN",))
     # pretend 127.0.0.1 is remote, so the refusal can be seen against a real server
@@ -138,11 +146,11 @@ async def test_auth_without_tls_to_a_remote_host_is_refused(
     settings = SMTPSettings(username="u", password="p", **base)
 
     with pytest.raises(RelayError, match="ALLOW_PLAINTEXT_AUTH"):
-        await send(transports(settings))  # type: ignore[operator]
+        await send(transports(settings))
     assert not any(b"AUTH" in line for line in script.sent())
 
     allowed = SMTPSettings(username="u", password="p", allow_plaintext_auth=True, **base)
-    assert (await send(transports(allowed))).startswith("250")  # type: ignore[operator]
+    assert (await send(transports(allowed))).startswith("250")
 
 
 def xoauth2_server(valid: list[str]) -> object:
@@ -164,7 +172,7 @@ def xoauth2_server(valid: list[str]) -> object:
 
 
 async def test_xoauth2_reruns_the_token_command_only_when_the_token_expired(
-    scripted_smtp: ScriptedFactory, tmp_path: Path, transports: object
+    scripted_smtp: ScriptedFactory, tmp_path: Path
 ) -> None:
     valid = ["token-1"]
     script = await scripted_smtp(answer=xoauth2_server(valid), extensions=("AUTH XOAUTH2",))
@@ -182,30 +190,32 @@ async def test_xoauth2_reruns_the_token_command_only_when_the_token_expired(
         timeout_s=5,
         max_connections=1,
     )
-    mailer = transports(settings)  # type: ignore[operator]
+    now = [0.0]
+    mailer = SMTPTransport(settings, clock=lambda: now[0])
+    try:
+        await send(mailer)
+        now[0] += IDLE_RECONNECT_S + 1  # the session is dropped as idle; a new one logs in
+        await send(mailer)
+        assert (tmp_path / "runs").read_text().count("run") == 1  # the token is reused
 
-    await send(mailer)
-    await mailer.aclose()
-    mailer = transports(settings)  # type: ignore[operator]
-    await send(mailer)
-    assert (tmp_path / "runs").read_text().count("run") == 2  # one per transport, not per send
+        # an hour later: the relay no longer takes token-1; the command now prints token-2
+        valid[0] = "token-2"
+        (tmp_path / "current").write_text("token-2\n")
+        now[0] += 3600
+        assert (await send(mailer)).startswith("250")
+        now[0] += IDLE_RECONNECT_S + 1
+        await send(mailer)
+    finally:
+        await mailer.aclose()
 
-    # an hour later: the relay no longer takes token-1; the command now prints token-2
-    valid[0] = "token-2"
-    (tmp_path / "current").write_text("token-2\n")
-    await mailer.aclose()
-    mailer = transports(settings)  # type: ignore[operator]
-    mailer._opener.tokens._token = "token-1"  # type: ignore[union-attr]  # cached, now stale
-    assert (await send(mailer)).startswith("250")
-
-    assert (tmp_path / "runs").read_text().count("run") == 3
-    assert len(script.messages) == 3
+    assert (tmp_path / "runs").read_text().count("run") == 2  # re-run once, on expiry
+    assert len(script.messages) == 4
     auths = [xoauth2_token(line) for line in script.sent() if line.startswith(b"AUTH")]
-    assert [a[1] for a in auths if a] == ["token-1", "token-1", "token-1", "token-2"]
+    assert [a[1] for a in auths if a] == ["token-1", "token-1", "token-1", "token-2", "token-2"]
 
 
 async def test_xoauth2_token_from_a_file_and_a_token_the_relay_never_takes(
-    scripted_smtp: ScriptedFactory, tmp_path: Path, transports: object
+    scripted_smtp: ScriptedFactory, tmp_path: Path, transports: Transports
 ) -> None:
     valid = ["good"]
     script = await scripted_smtp(answer=xoauth2_server(valid), extensions=("AUTH XOAUTH2",))
@@ -220,7 +230,7 @@ async def test_xoauth2_token_from_a_file_and_a_token_the_relay_never_takes(
         oauth_token_file=token_file,
         timeout_s=5,
     )
-    mailer = transports(settings)  # type: ignore[operator]
+    mailer = transports(settings)
 
     with pytest.raises(RelayError, match=r"535 5\.7\.8") as caught:
         await send(mailer)
@@ -231,10 +241,10 @@ async def test_xoauth2_token_from_a_file_and_a_token_the_relay_never_takes(
 
 
 async def test_the_ehlo_name_is_the_local_hostname_setting(
-    smtp_server: SMTPServerFactory, transports: object
+    smtp_server: SMTPServerFactory, transports: Transports
 ) -> None:
     server = await smtp_server()
-    mailer = transports(server.smtp_settings(local_hostname="mail.campaign.example.org"))  # type: ignore[operator]
+    mailer = transports(server.smtp_settings(local_hostname="mail.campaign.example.org"))
 
     await send(mailer)
 
