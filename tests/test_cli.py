@@ -138,7 +138,11 @@ def test_check_smtp_logs_in_sends_nothing_and_names_what_it_tested(
     shipped_env: None, smtp_server_thread: Callable[..., Any]
 ) -> None:
     server = smtp_server_thread(auth=("alerts@example.org", "s3cret"))
-    env = {**server.env(), "CAMPAIGNBOT_SMTP__TLS": "none"}
+    env = {
+        **server.env(),
+        "CAMPAIGNBOT_SMTP__TLS": "none",
+        "CAMPAIGNBOT_SMTP__LOCAL_HOSTNAME": "mail.example.org",
+    }
     result = CliRunner().invoke(cli, ["check", "--smtp"], env=env)
     assert result.exit_code == 0, result.output
     tested = f"smtp://127.0.0.1:{server.port} no TLS, AUTH PLAIN as alerts@example.org: OK"
@@ -158,6 +162,18 @@ def test_check_smtp_reports_a_server_that_is_down_as_an_operational_failure(
     )
     assert line in result.output, result.output
     assert "Traceback" not in result.output
+
+
+def test_check_smtp_warns_about_an_ehlo_name_that_is_not_fully_qualified(
+    shipped_env: None, smtp_server_thread: Callable[..., Any]
+) -> None:
+    server = smtp_server_thread()
+    env = {**server.env(), "CAMPAIGNBOT_SMTP__LOCAL_HOSTNAME": "laptop"}
+    result = CliRunner().invoke(cli, ["check", "--smtp"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "EHLO name 'laptop' is not fully qualified" in result.output
+    assert "CAMPAIGNBOT_SMTP__LOCAL_HOSTNAME" in result.output
+    assert server.ehlo_names == ["laptop"]
 
 
 def test_check_smtp_names_the_maildir_without_a_relay(shipped_env: None) -> None:

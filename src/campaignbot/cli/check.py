@@ -98,8 +98,16 @@ def _check_transport(ctx: Context) -> tuple[bool, str]:
     problems = _probe("transport", login)
     if problems:
         return False, f"{what}: {problems[0].message}"
-    if isinstance(transport, SMTPTransport) and transport.session_info is not None:
-        what = transport.session_info.describe(f"{smtp.host}:{smtp.port}", smtp.username)
+    info = transport.session_info if isinstance(transport, SMTPTransport) else None
+    if info is None:
+        return True, f"{what}: OK"
+    what = info.describe(f"{smtp.host}:{smtp.port}", smtp.username)
+    if not info.ehlo_name_qualified:
+        # this relay took it, but others answer "504 5.5.2 need fully-qualified hostname"
+        return True, (
+            f"{what}: OK (EHLO name {info.ehlo_name!r} is not fully qualified; "
+            "set CAMPAIGNBOT_SMTP__LOCAL_HOSTNAME)"
+        )
     return True, f"{what}: OK"
 
 

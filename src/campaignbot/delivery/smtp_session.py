@@ -42,6 +42,13 @@ class SessionInfo:
 
     tls: str
     auth: str | None  # the mechanism, e.g. "PLAIN"; None without AUTH
+    ehlo_name: str = ""
+
+    @property
+    def ehlo_name_qualified(self) -> bool:
+        """Whether the EHLO name looks fully qualified (relays answer 504 5.5.2 if not)."""
+        name = self.ehlo_name
+        return name.startswith("[") or ("." in name.strip(".") and not name.endswith(".local"))
 
     def describe(self, where: str, username: str | None) -> str:
         """`smtp://relay:587 STARTTLS, AUTH PLAIN as alerts@example.org`."""
@@ -159,7 +166,7 @@ class SessionOpener:
             if isinstance(err, aiosmtplib.SMTPException | OSError | ssl.SSLError):
                 raise self._relay_error(step, err) from err
             raise
-        self.last_info = SessionInfo(_TLS_LABEL[settings.tls], mechanism)
+        self.last_info = SessionInfo(_TLS_LABEL[settings.tls], mechanism, self._local_hostname)
         return smtp
 
     async def _authenticate(self, smtp: aiosmtplib.SMTP) -> str:
