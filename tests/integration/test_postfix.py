@@ -34,11 +34,11 @@ STRICT = {
 
 async def test_postfix_with_starttls_and_strict_checks_receives_every_alert(
     db: Database,
-    postfix_server: Callable[..., PostfixServer],
+    postfix_relay: Callable[..., PostfixServer],
     tls_certificate: TLSCertificate,
 ) -> None:
     server = await asyncio.to_thread(
-        postfix_server, params=STRICT, certificate=tls_certificate, domains=("example.org",)
+        postfix_relay, params=STRICT, certificate=tls_certificate, domains=("example.org",)
     )
     smtp = SMTPSettings(
         host="127.0.0.1",
@@ -79,11 +79,11 @@ async def test_postfix_with_starttls_and_strict_checks_receives_every_alert(
 
 
 def test_the_strict_postfix_refuses_what_it_should(
-    postfix_server: Callable[..., PostfixServer],
+    postfix_relay: Callable[..., PostfixServer],
 ) -> None:
     """The checks are really on: a command sent ahead of the greeting, and a bare
     newline in the content, are refused (so the test above proves campaignbot sends neither)."""
-    server = postfix_server(params=STRICT)
+    server = postfix_relay(params=STRICT)
 
     def talk(*steps: bytes) -> list[bytes]:
         replies = []
