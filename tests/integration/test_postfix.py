@@ -66,7 +66,7 @@ async def test_postfix_with_starttls_and_strict_checks_receives_every_alert(
         await transport.aclose()
 
     delivered = await asyncio.to_thread(server.wait_for_mail, 12)
-    log = server.log()
+    log = await asyncio.to_thread(server.wait_for_log, "TLS connection established from")
     assert "improper command pipelining" not in log and "bare <LF>" not in log
     assert log.count("TLS connection established from localhost[127.0.0.1]") >= 1
     recipients = set()
@@ -109,5 +109,5 @@ def test_the_strict_postfix_refuses_what_it_should(
         b"Subject: x\r\n\r\nbare\nnewline\r\n.\r\n",
     )
     assert bare[-1][:1] == b"5", bare
-    log = server.log()
-    assert "improper command pipelining after CONNECT" in log and "bare <LF>" in log
+    server.wait_for_log("improper command pipelining after CONNECT")
+    server.wait_for_log("bare <LF>")
