@@ -6,7 +6,8 @@ campaignbot runs in ONE process per measurement: a fresh SQLite ledger with N
 subscribers, one alert fired, then the sender (claim, per-subscriber rendering, SMTP,
 batched outcome writes) until everything is accepted. The same messages also go out
 with mailmerge (its CLI, one SMTP connection per message) and with a bare aiosmtplib
-sender (32 connections, pre-built identical-size messages, no rendering, no database);
+sender (32 connections, campaignbot's own messages built before the clock starts, no
+rendering, no database);
 campaignbot's throughput is printed as a ratio to both. Each measurement runs in its
 own process so that peak RSS (ru_maxrss) is that measurement's alone.
 
@@ -141,12 +142,13 @@ async def run_campaignbot(n: int, connections: int, port: int, profile: bool) ->
 
             profiler = Profiler(async_mode="enabled")
             profiler.start()
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), _cpu_s()
         fired = await ledger.fire_alert(
             alert, audience_clause(event.audience), now=datetime.now(UTC)
         )
         totals = await sender.run_until_idle()
         elapsed = time.perf_counter() - started
+        cpu_us = (_cpu_s() - cpu) / n * 1e6
         if profiler is not None:
             profiler.stop()
             print(profiler.output_text(unicode=False, color=False, show_all=False), file=sys.stderr)
@@ -154,9 +156,15 @@ async def run_campaignbot(n: int, connections: int, port: int, profile: bool) ->
         await db.dispose()
         if totals.get("sent") != n or fired.deliveries != n:
             raise SystemExit(f"expected {n} sent, got {dict(totals)}")
-        return {"seconds": elapsed, "rate": n / elapsed, "rss_mb": _peak_rss_mb()}
+        return {"seconds": elapsed, "rate": n / elapsed, "rss_mb": _peak_rss_mb(), "cpu_us": cpu_us}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _cpu_s() -> float:
+    """This process's CPU time (user + system): steadier than msg/s on a shared machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _peak_rss_mb() -> float:
@@ -166,21 +174,52 @@ def _peak_rss_mb() -> float:
 # -- bare aiosmtplib, in a child process --------------------------------------------
 
 
-async def run_bare(n: int, connections: int, port: int) -> dict[str, Any]:
-    import email.policy
-
-    import aiosmtplib
-
+def _messages(n: int) -> tuple[list[bytes], Any]:
+    """The bytes campaignbot's sender hands the transport for subscribers 0..n-1 (the
+    per-subscriber fast path, `Renderer.wire_alert`), and one EmailMessage like them."""
     from campaignbot.email.render import Recipient
 
     campaign = _campaign()
-    message = _renderer(campaign).render_alert(
-        campaign.events[0],
+    renderer = _renderer(campaign)
+    event, now = campaign.events[0], datetime.now(UTC)
+    data = [
+        renderer.wire_alert(
+            event,
+            "1d",
+            Recipient(i, f"subscriber{i}@example.org", f"Subscriber {i}", LOCALES[i % 3],
+                      ZONES[i % 3]),
+            now=now,
+        ).data
+        for i in range(n)
+    ]  # fmt: skip
+    one = renderer.render_alert(
+        event,
         "1d",
         Recipient(1, "subscriber1@example.org", "Subscriber 1", "en", "Europe/Helsinki"),
-        now=datetime.now(UTC),
+        now=now,
     )
-    data = message.as_bytes(policy=email.policy.SMTP)  # identical size for every recipient
+    return data, one
+
+
+def _shrunk(data: bytes, size: int) -> bytes:
+    """`data` with its body cut to make `size` bytes in all (the headers kept)."""
+    head, _, body = data.partition(b"\r\n\r\n")
+    room = max(0, size - len(head) - 4)
+    return head + b"\r\n\r\n" + body[:room].rpartition(b"\r\n")[0] + b"\r\n"
+
+
+async def run_bare(n: int, connections: int, port: int, variant: str) -> dict[str, Any]:
+    """A bare aiosmtplib sender: `connections` sessions, `sendmail` of ready bytes.
+
+    Variants (the levers): `bytes`, campaignbot's own per-subscriber messages, built
+    before the clock starts; `flatten`, one EmailMessage handed to `send_message`
+    (aiosmtplib flattens it for every send); `small`, the same bytes cut to 3,000 B
+    (the size of the peers' messages)."""
+    import aiosmtplib
+
+    messages, one = _messages(n)
+    if variant == "small":
+        messages = [_shrunk(m, 3000) for m in messages]
     numbers = iter(range(n))
 
     async def worker() -> None:
@@ -189,13 +228,25 @@ async def run_bare(n: int, connections: int, port: int) -> dict[str, Any]:
         )
         await smtp.connect()
         for i in numbers:
-            await smtp.sendmail("alerts@example.org", [f"subscriber{i}@example.org"], data)
+            to = f"subscriber{i}@example.org"
+            if variant == "flatten":
+                await smtp.send_message(one, sender="alerts@example.org", recipients=[to])
+            else:
+                await smtp.sendmail("alerts@example.org", [to], messages[i])
         await smtp.quit()
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu_s()
     await asyncio.gather(*(worker() for _ in range(connections)))
     elapsed = time.perf_counter() - started
-    return {"seconds": elapsed, "rate": n / elapsed, "rss_mb": _peak_rss_mb(), "bytes": len(data)}
+    cpu_us = (_cpu_s() - cpu) / n * 1e6
+    size = sum(len(m) for m in messages) // n
+    return {
+        "seconds": elapsed,
+        "rate": n / elapsed,
+        "rss_mb": _peak_rss_mb(),
+        "bytes": size,
+        "cpu_us": cpu_us,
+    }
 
 
 # -- mailmerge ------------------------------------------------------------------------
@@ -261,6 +312,13 @@ def main() -> None:
     parser.add_argument("--mailmerge-n", type=int, default=None, help="messages for mailmerge")
     parser.add_argument("--rss-n", type=int, default=0, help="also measure RSS at this N")
     parser.add_argument("--profile", action="store_true", help="pyinstrument the 8-conn run")
+    parser.add_argument(
+        "--levers",
+        type=int,
+        default=0,
+        help="rounds of bare aiosmtplib with ready bytes / flattened / 3 kB messages",
+    )
+    parser.add_argument("--variant", default="bytes", help=argparse.SUPPRESS)
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -270,7 +328,7 @@ def main() -> None:
         if args.child == "campaignbot":
             result = asyncio.run(run_campaignbot(args.n, conns, args.port, args.profile))
         else:
-            result = asyncio.run(run_bare(args.n, conns, args.port))
+            result = asyncio.run(run_bare(args.n, conns, args.port, args.variant))
         print(json.dumps(result))
         return
 
@@ -286,13 +344,33 @@ def main() -> None:
             r = ours[conns]
             print(
                 f"campaignbot  {conns:>2} conn: {r['rate']:7.0f} msg/s, "
-                f"{r['seconds']:6.2f} s fire->last accepted, peak RSS {r['rss_mb']:.0f} MB"
+                f"{r['seconds']:6.2f} s fire->last accepted, {r['cpu_us']:.0f} us CPU/msg, "
+                f"peak RSS {r['rss_mb']:.0f} MB"
             )
         bare = child("bare", n=args.n, connections=32, port=port)
         print(
             f"aiosmtplib   32 conn: {bare['rate']:7.0f} msg/s, {bare['seconds']:6.2f} s "
-            f"(pre-built {bare['bytes']} B messages), peak RSS {bare['rss_mb']:.0f} MB"
+            f"(campaignbot's messages, pre-built, {bare['bytes']} B on average), "
+            f"{bare['cpu_us']:.0f} us CPU/msg, peak RSS {bare['rss_mb']:.0f} MB"
         )
+        if args.levers:
+            # interleaved rounds: on a shared machine only figures taken side by side compare
+            print(
+                f"levers, bare aiosmtplib, {args.levers} interleaved rounds: ready bytes, "
+                "one EmailMessage flattened per send, the bytes cut to 3,000 B"
+            )
+            for round_ in range(1, args.levers + 1):
+                runs = {
+                    variant: child("bare", n=args.n, connections=32, port=port, variant=variant)
+                    for variant in ("bytes", "flatten", "small")
+                }
+                print(
+                    f"  round {round_}: "
+                    + ", ".join(
+                        f"{variant} {r['rate']:.0f} msg/s {r['cpu_us']:.0f} us CPU/msg"
+                        for variant, r in runs.items()
+                    )
+                )
         mm_n = args.mailmerge_n or args.n
         mm = run_mailmerge(mm_n, port)
         if "error" in mm:
@@ -302,7 +380,10 @@ def main() -> None:
                 f"mailmerge     1 conn: {mm['rate']:7.0f} msg/s, {mm['seconds']:6.2f} s for {mm_n}"
             )
         best = max(ours.values(), key=lambda r: r["rate"])
-        print(f"campaignbot best / aiosmtplib bare: {best['rate'] / bare['rate']:.2f}")
+        print(
+            f"campaignbot best / aiosmtplib bare: {best['rate'] / bare['rate']:.2f} "
+            f"(by CPU per message: {bare['cpu_us'] / best['cpu_us']:.2f})"
+        )
         if "rate" in mm:
             print(f"campaignbot best / mailmerge: {best['rate'] / mm['rate']:.1f}x")
         if args.rss_n:

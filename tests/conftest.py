@@ -17,7 +17,13 @@ settings.register_profile("campaignbot-ci", deadline=None, print_blob=True, dera
 settings.load_profile("campaignbot-ci" if os.environ.get("CI") else "campaignbot")
 
 # Fixture families live in their own modules so each stays small.
-pytest_plugins = ["tests.fixtures.smtp", "tests.fixtures.db", "tests.fixtures.mailservers"]
+pytest_plugins = [
+    "tests.fixtures.smtp",
+    "tests.fixtures.scripted",
+    "tests.fixtures.postfix",
+    "tests.fixtures.db",
+    "tests.fixtures.mailservers",
+]
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -134,24 +134,32 @@ def test_check_reports_an_unreachable_database(shipped_env: None) -> None:
     assert "database: postgresql+asyncpg://postgres@127.0.0.1:1/nowhere: " in (result.output)
 
 
-def test_check_smtp_logs_in_and_sends_nothing(
+def test_check_smtp_logs_in_sends_nothing_and_names_what_it_tested(
     shipped_env: None, smtp_server_thread: Callable[..., Any]
 ) -> None:
-    server = smtp_server_thread()
-    env = {**server.env(), "CAMPAIGNBOT_SMTP__TLS": "none"}
+    server = smtp_server_thread(auth=("alerts@example.org", "s3cret"))
+    env = {
+        **server.env(),
+        "CAMPAIGNBOT_SMTP__TLS": "none",
+        "CAMPAIGNBOT_SMTP__LOCAL_HOSTNAME": "mail.example.org",
+    }
     result = CliRunner().invoke(cli, ["check", "--smtp"], env=env)
     assert result.exit_code == 0, result.output
-    assert "OK transport" in result.output
+    tested = f"smtp://127.0.0.1:{server.port} no TLS, AUTH PLAIN as alerts@example.org: OK"
+    assert f"OK transport {tested}" in result.output
     assert server.connections == 1 and server.messages == []
 
 
-def test_check_smtp_reports_a_server_that_is_down(
+def test_check_smtp_reports_a_server_that_is_down_as_an_operational_failure(
     shipped_env: None, smtp_server_thread: Callable[..., Any]
 ) -> None:
     server = smtp_server_thread(start=False)  # the port refuses connections
     result = CliRunner().invoke(cli, ["check", "--smtp"], env=server.env())
-    assert result.exit_code == 2
-    line = f"transport: 127.0.0.1:{server.port}: cannot connect: ConnectionRefusedError"
+    assert result.exit_code == 1
+    line = (
+        f"transport smtp://127.0.0.1:{server.port} no TLS, no AUTH: "
+        f"127.0.0.1:{server.port}: cannot connect: "
+    )
     assert line in result.output, result.output
     assert "Traceback" not in result.output
 
@@ -167,3 +175,21 @@ def test_debug_works_after_the_command_too(shipped_env: None, tmp_path: Path) ->
     )
     assert "No such option" not in proc.stderr
     assert proc.returncode == 2
+
+
+def test_check_smtp_warns_about_an_ehlo_name_that_is_not_fully_qualified(
+    shipped_env: None, smtp_server_thread: Callable[..., Any]
+) -> None:
+    server = smtp_server_thread()
+    env = {**server.env(), "CAMPAIGNBOT_SMTP__LOCAL_HOSTNAME": "laptop"}
+    result = CliRunner().invoke(cli, ["check", "--smtp"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "EHLO name 'laptop' is not fully qualified" in result.output
+    assert "CAMPAIGNBOT_SMTP__LOCAL_HOSTNAME" in result.output
+    assert server.ehlo_names == ["laptop"]
+
+
+def test_check_smtp_names_the_maildir_without_a_relay(shipped_env: None) -> None:
+    result = CliRunner().invoke(cli, ["check", "--smtp"])
+    assert result.exit_code == 0, result.output
+    assert "OK transport maildir var/outbox: OK" in result.output

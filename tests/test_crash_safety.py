@@ -77,6 +77,7 @@ def test_kill_9_mid_batch_loses_nothing_and_duplicates_at_most_in_flight(
     assert killed_at < SUBSCRIBERS, "killed too late to test anything"
 
     time.sleep(LEASE_S + 0.5)  # the dead process's lease expires
+    server.server.max_concurrent = 0  # count the second process's connections alone
     second = subprocess.run(
         command, env=env, cwd=tmp_path, capture_output=True, timeout=60, check=False
     )
@@ -84,6 +85,8 @@ def test_kill_9_mid_batch_loses_nothing_and_duplicates_at_most_in_flight(
     assert second.returncode == 0, output
     assert "fired before" in output
 
+    # MAX_CONNECTIONS caps every connection the process opens, its check included
+    assert server.max_concurrent <= 4, server.max_concurrent
     received = Counter(r for m in server.messages for r in m.rcpt_tos)
     assert len(received) == SUBSCRIBERS  # nobody lost
     duplicates = sum(received.values()) - SUBSCRIBERS

@@ -92,3 +92,12 @@ class DeliveryError(CampaignbotError):
         self.code = code
         self.permanent = permanent
         self.after_data = after_data
+
+
+class RelayError(DeliveryError):
+    """The relay itself failed: connect, greeting, EHLO, TLS or AUTH; no recipient was tried.
+
+    Not any delivery's fault, so never permanent and never counted as an attempt:
+    the sender pauses instead (a 504 to EHLO or a 535 to AUTH is fixed by the
+    operator, not by retrying each recipient until it is marked failed).
+    """

@@ -58,21 +58,79 @@ class TLSMode(StrEnum):
     TLS = "tls"
 
 
+class SMTPAuth(StrEnum):
+    """How to log in: `auto` takes the best password mechanism the server offers."""
+
+    AUTO = "auto"
+    PLAIN = "plain"
+    LOGIN = "login"
+    CRAM_MD5 = "cram-md5"
+    XOAUTH2 = "xoauth2"
+
+
 class SMTPSettings(BaseModel):
     """SMTP relay; without `host` mail goes to the Maildir outbox."""
 
+    #: the relay's host name; unset: mail goes to the Maildir outbox
     host: str | None = None
-    port: int = Field(587, ge=1, le=65535)
+    port: int = Field(587, ge=1, le=65535, description="the relay's port")
+    #: SMTP AUTH user name (also the XOAUTH2 account)
     username: str | None = None
+    #: SMTP AUTH password
     password: SecretStr | None = None
+    #: `none`, `starttls` or `tls` (implicit TLS, usually port 465)
     tls: TLSMode = TLSMode.STARTTLS
-    max_connections: int = Field(8, ge=1, le=256)
+    max_connections: int = Field(
+        8, ge=1, le=256, description="SMTP connections at most (sends and health checks)"
+    )
     rate_limit: float = Field(0, ge=0, description="messages per second, 0 = unlimited")
-    timeout_s: float = Field(30, gt=0)
+    timeout_s: float = Field(30, gt=0, description="seconds per SMTP command")
     max_attempts: int = Field(6, ge=1, description="attempts before a delivery fails")
     retry_for_s: float = Field(
         24 * 3600, gt=0, description="give up retrying this long after the first attempt"
     )
+    #: PEM file of the CA (or CAs) that signed a private relay's certificate
+    ca_file: Path | None = None
+    #: the EHLO name (default: this host's FQDN); relays refuse names that are not fully
+    #: qualified (504 5.5.2)
+    local_hostname: str | None = None
+    #: client certificate (PEM) for relays that authenticate clients by certificate
+    client_cert: Path | None = None
+    #: the client certificate's key (PEM), unless it is inside CLIENT_CERT
+    client_key: Path | None = None
+    #: `auto` (CRAM-MD5, else PLAIN, else LOGIN, as offered), `plain`, `login`, `cram-md5`
+    #: or `xoauth2`
+    auth: SMTPAuth = SMTPAuth.AUTO
+    #: XOAUTH2 access token: a file (re-read when the token expires) ...
+    oauth_token_file: Path | None = None
+    #: ... or a shell command that prints it (re-run when it expires, like msmtp's passwordeval)
+    oauth_token_command: str | None = None
+    #: AUTH without TLS is refused except to a loopback host, unless this is true
+    allow_plaintext_auth: bool = False
+
+    @field_validator("local_hostname")
+    @classmethod
+    def _one_hostname(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]", value):
+            raise ValueError("must be a host name or an address literal such as [192.0.2.1]")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SMTPSettings:
+        if self.client_key is not None and self.client_cert is None:
+            raise ValueError("CAMPAIGNBOT_SMTP__CLIENT_KEY needs CAMPAIGNBOT_SMTP__CLIENT_CERT")
+        tokens = (self.oauth_token_file, self.oauth_token_command)
+        if self.auth is SMTPAuth.XOAUTH2:
+            if not self.username:
+                raise ValueError("CAMPAIGNBOT_SMTP__AUTH=xoauth2 needs CAMPAIGNBOT_SMTP__USERNAME")
+            if sum(t is not None for t in tokens) != 1:
+                raise ValueError(
+                    "CAMPAIGNBOT_SMTP__AUTH=xoauth2 needs exactly one of "
+                    "CAMPAIGNBOT_SMTP__OAUTH_TOKEN_FILE and CAMPAIGNBOT_SMTP__OAUTH_TOKEN_COMMAND"
+                )
+        elif any(t is not None for t in tokens):
+            raise ValueError("an OAuth token is only used with CAMPAIGNBOT_SMTP__AUTH=xoauth2")
+        return self
 
 
 def _list(value: Any) -> Any:

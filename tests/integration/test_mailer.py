@@ -22,7 +22,7 @@ from campaignbot.delivery.transport import (
     Transport,
     make_transport,
 )
-from campaignbot.errors import DeliveryError
+from campaignbot.errors import DeliveryError, RelayError
 from campaignbot.settings import SMTPSettings
 from tests.fixtures.smtp import (
     ReceivedMessage,
@@ -376,7 +376,7 @@ async def test_starttls_is_required_when_configured(
     server = await smtp_server()  # plain, no STARTTLS offered
     mailer = transport(server.smtp_settings(tls="starttls"))
 
-    with pytest.raises(DeliveryError, match=r"cannot connect: .*STARTTLS") as caught:
+    with pytest.raises(RelayError, match=r"server does not offer STARTTLS") as caught:
         await send(mailer)
 
     assert caught.value.permanent is False
@@ -389,11 +389,11 @@ async def test_a_wrong_password_is_not_the_recipients_fault(
     server = await smtp_server(auth=("alice", "s3cret"))
     mailer = transport(server.smtp_settings(password="wrong"))
 
-    with pytest.raises(DeliveryError) as caught:
+    with pytest.raises(RelayError) as caught:
         await send(mailer)
 
     assert (caught.value.code, caught.value.permanent) == (535, False)
-    assert str(caught.value).startswith(f"127.0.0.1:{server.port}: cannot connect: 535 ")
+    assert str(caught.value).startswith(f"127.0.0.1:{server.port}: AUTH failed: 535 ")
     assert "wrong" not in str(caught.value)
 
 

@@ -91,9 +91,10 @@ async def rig(db: Database, smtp_server: Any) -> AsyncIterator[MakeRig]:
         start: bool = True,
         ledger: Ledger | None = None,
         batch_size: int = 100,
+        server_options: dict[str, Any] | None = None,
         **smtp: Any,
     ) -> Rig:
-        server: SMTPServer = await smtp_server(start=start)
+        server: SMTPServer = await smtp_server(start=start, **(server_options or {}))
         settings = Settings(smtp=server.smtp_settings(**smtp), lease_s=60)
         transport = SMTPTransport(settings.smtp)
         transports.append(transport)
@@ -193,11 +194,59 @@ async def test_a_server_that_is_down_then_up_gets_everything(rig: MakeRig) -> No
     await insert_subscribers(r.db, 40)
     await r.fire()
     first = await r.sender.run_until_idle()
-    assert first == {"retry": 40}
+    assert first == {"paused": 40}  # the relay is down: nobody's attempt is used up
+    assert await attempts(r) == {"pending": [0] * 40}
+    assert await r.sender.run_until_idle() == {}  # paused, not spinning
     await r.server.start()
     r.clock.advance(minutes=1)
     assert await r.sender.run_until_idle() == {"sent": 40}
     assert set(r.received().values()) == {1} and len(r.received()) == 40
+
+
+async def attempts(r: Rig) -> dict[str, list[int]]:
+    async with r.db.engine.connect() as conn:
+        rows = await conn.execute(select(deliveries.c.status, deliveries.c.attempts))
+        found: dict[str, list[int]] = {}
+        for row in rows:
+            found.setdefault(row.status, []).append(row.attempts)
+        return found
+
+
+@pytest.mark.parametrize(
+    ("fault", "reply"),
+    [("EHLO", "504 5.5.2 need fully-qualified hostname"), ("AUTH", None)],
+)
+async def test_a_relay_refusing_ehlo_or_auth_pauses_sending_without_using_attempts(
+    rig: MakeRig, fault: str, reply: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    options: dict[str, Any] = {} if fault == "EHLO" else {"auth": ("alice", "s3cret")}
+    r = await rig(max_connections=2, server_options=options, password="wrong")
+    r.server.ehlo_reply = reply
+    await insert_subscribers(r.db, 10)
+    await r.fire()
+    caplog.set_level("INFO", logger="campaignbot.delivery.relay_health")
+
+    assert await r.sender.run_until_idle() == {"paused": 10}
+    r.clock.advance(minutes=1)
+    assert await r.sender.run_until_idle() == {"paused": 10}
+
+    assert await attempts(r) == {"pending": [0] * 10}
+    assert r.server.messages == []
+    ours = [rec for rec in caplog.records if rec.name.startswith("campaignbot")]
+    down = [rec for rec in ours if rec.levelname == "WARNING"]
+    assert len(down) == 1  # once, not per delivery or per batch
+    assert ("504 5.5.2" if fault == "EHLO" else "535 5.7.8") in down[0].getMessage()
+    r.server.ehlo_reply = None  # the operator fixed the name or the password
+    if fault == "AUTH":
+        r.server.accept_login("alice", "wrong")
+    r.clock.advance(minutes=1)
+    assert await r.sender.run_until_idle() == {"sent": 10}
+    [up] = [
+        rec
+        for rec in caplog.records
+        if rec.name.endswith("relay_health") and rec.levelname == "INFO"
+    ]
+    assert "back up" in up.getMessage()
 
 
 async def test_a_slow_server_still_gets_everything_within_the_connection_limit(

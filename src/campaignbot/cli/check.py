@@ -8,7 +8,14 @@ from typing import Any
 import click
 
 from campaignbot.campaign.model import Campaign
-from campaignbot.cli.common import EXIT_INVALID, Context, cli, err_console, pass_context
+from campaignbot.cli.common import (
+    EXIT_FAILURE,
+    EXIT_INVALID,
+    Context,
+    cli,
+    err_console,
+    pass_context,
+)
 from campaignbot.errors import CampaignbotError, InvalidInputError, Problem
 
 #: A check takes the validated campaign (None if it failed) and returns problems.
@@ -76,19 +83,36 @@ def _check_database(ctx: Context, campaign: Campaign | None) -> list[Problem]:
     return _probe("database", ping)
 
 
-def _check_transport(ctx: Context, campaign: Campaign | None) -> list[Problem]:
-    """Log in to the SMTP server and say goodbye, sending nothing (or, without an SMTP
-    host, prove the Maildir outbox is writable)."""
-    from campaignbot.delivery.transport import make_transport
+def _check_transport(ctx: Context) -> tuple[bool, str]:
+    """Connect and log in to the SMTP relay, sending nothing (or, without an SMTP host,
+    prove the Maildir outbox is writable); (ok, what was tested [: why it failed])."""
+    from campaignbot.delivery.smtp_session import planned
+    from campaignbot.delivery.transport import SMTPTransport, make_transport
+
+    smtp = ctx.settings.smtp
+    transport = make_transport(smtp, ctx.settings.maildir)
+    what = planned(smtp) if isinstance(transport, SMTPTransport) else transport.description
 
     async def login() -> None:
-        transport = make_transport(ctx.settings.smtp, ctx.settings.maildir)
         try:
             await transport.check()
         finally:
             await transport.aclose()
 
-    return _probe("transport", login)
+    problems = _probe("transport", login)
+    if problems:
+        return False, f"{what}: {problems[0].message}"
+    info = transport.session_info if isinstance(transport, SMTPTransport) else None
+    if info is None:
+        return True, f"{what}: OK"
+    what = info.describe(f"{smtp.host}:{smtp.port}", smtp.username)
+    if not info.ehlo_name_qualified:
+        # this relay took it, but others answer "504 5.5.2 need fully-qualified hostname"
+        return True, (
+            f"{what}: OK (EHLO name {info.ehlo_name!r} is not fully qualified; "
+            "set CAMPAIGNBOT_SMTP__LOCAL_HOSTNAME)"
+        )
+    return True, f"{what}: OK"
 
 
 CHECKS: list[tuple[str, Check]] = [
@@ -103,12 +127,12 @@ CHECKS: list[tuple[str, Check]] = [
     "--smtp",
     "with_transport",
     is_flag=True,
-    help="Also connect and log in to the SMTP server (no mail is sent).",
+    help="Also connect and log in to the SMTP relay (no mail is sent); exit 1 if it fails.",
 )
 @pass_context
 def check(ctx: Context, with_transport: bool) -> None:
     """Validate settings, the campaign file and every template; list all problems."""
-    checks = [*CHECKS, ("transport", _check_transport)] if with_transport else CHECKS
+    checks = CHECKS
     problems: list[Problem] = []
     click.echo(f"OK settings (config {ctx.settings.config}, database {_safe_url(ctx)})")
     from campaignbot.settings import public_url_warnings
@@ -127,11 +151,18 @@ def check(ctx: Context, with_transport: bool) -> None:
         problems.extend(found)
         if campaign is not None and not found:
             click.echo(f"OK {name}" + _note(ctx, name))
+    transport_ok, tested = _check_transport(ctx) if with_transport else (True, "")
+    if transport_ok and tested:
+        click.echo(f"OK transport {tested}")
     for problem in problems:
         err_console.print(str(problem), markup=False, highlight=False)
     if problems:
         err_console.print(f"{len(problems)} problem(s) found", markup=False)
         raise click.exceptions.Exit(EXIT_INVALID)
+    if not transport_ok:
+        # the settings are valid; the relay is unreachable or refused us: operational
+        err_console.print(f"transport {tested}", markup=False, highlight=False)
+        raise click.exceptions.Exit(EXIT_FAILURE)
 
 
 def _note(ctx: Context, name: str) -> str:

@@ -579,10 +579,17 @@ class Ledger:
                 extra={"action": "subscriber_bounced", "subscriber": subscriber_id},
             )
 
-    async def release(self, *, now: datetime, delivery_ids: Iterable[int] | None = None) -> int:
+    async def release(
+        self,
+        *,
+        now: datetime,
+        delivery_ids: Iterable[int] | None = None,
+        not_before: datetime | None = None,
+    ) -> int:
         """Give this owner's `sending` deliveries back as pending (clean shutdown).
 
         The attempt they were claimed for never happened, so it is not counted.
+        `not_before`: due again only then (the relay is down: pause, do not spin).
         """
         where = [
             deliveries.c.lease_owner == self.owner,
@@ -602,7 +609,7 @@ class Ledger:
                     else_=DeliveryStatus.PENDING,
                 ),
                 attempts=case((deliveries.c.attempts > 0, deliveries.c.attempts - 1), else_=0),
-                next_attempt_at=now,
+                next_attempt_at=not_before or now,
                 lease_owner=None,
                 lease_expires_at=None,
                 updated_at=now,

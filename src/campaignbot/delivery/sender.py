@@ -36,7 +36,7 @@ from campaignbot.delivery.retry import Verdict, decide, retry_delay_s
 from campaignbot.delivery.transport import Transport
 from campaignbot.email.mime import Wire
 from campaignbot.email.render import Recipient, Renderer
-from campaignbot.errors import DeliveryError
+from campaignbot.errors import DeliveryError, RelayError
 from campaignbot.settings import Settings, secret_key
 from campaignbot.storage.states import OPEN_STATUSES, AlertKind, DeliveryStatus
 
@@ -56,6 +56,8 @@ CHUNK_SIZE = 50
 POLL_S = 5.0
 #: on stop, in-flight sends get this long to finish before they are abandoned (released)
 DRAIN_S = 6.0
+#: while the relay itself fails (connect, TLS, EHLO, AUTH), due deliveries wait this long
+RELAY_PAUSE_S = 30.0
 
 
 @dataclass
@@ -123,6 +125,9 @@ class _Batch:
         self.unflushed: list[Outcome] = []  # decided but not yet written to the ledger
         self.consecutive_down = 0
         self.down_error: DeliveryError | None = None
+        #: the relay itself failed (RelayError): the rest is released unattempted, paused
+        self.relay_down: RelayError | None = None
+        self.paused = 0  # deliveries released unattempted because of it
 
     def unrecorded(self) -> list[int]:
         return [c.delivery_id for c in self.claims if c.delivery_id not in self.outcomes]
@@ -176,8 +181,9 @@ class Sender:
         while not stop.is_set():
             self._wake.clear()
             try:
-                await self.run_until_idle(stop=stop)
-                delay_s = await self._idle_delay_s()
+                totals = await self.run_until_idle(stop=stop)
+                # relay down: wait out the pause rather than claim and fail again at once
+                delay_s = RELAY_PAUSE_S if totals["paused"] else await self._idle_delay_s()
             except Exception:
                 # the database or a bug: log, wait, try again; leases protect the work
                 logger.exception("sender: unexpected error", extra={"action": "sender_error"})
@@ -208,6 +214,9 @@ class Sender:
                 batch = _Batch(claims)
                 await self._send_batch(batch, stop, on_outcome)
                 totals.update(type(o).__name__.lower() for o in batch.outcomes.values())
+                if batch.paused:
+                    totals["paused"] += batch.paused
+                    break  # the relay is down: the rest waits for the pause
             if len(claims) < self._batch_size:
                 await self._log_completed()
                 break
@@ -249,25 +258,27 @@ class Sender:
         async def work() -> None:
             while (item := await queue.get()) is not None:
                 claim, message = item
-                if stop.is_set():
+                if stop.is_set() or batch.relay_down is not None:
                     continue  # left unrecorded: released below
                 if batch.down_error is not None:
                     done(claim, self._temporary(claim, batch.down_error))
                     continue
                 envelope = self._envelope_sender(claim, sender)
-                done(claim, await self._deliver(batch, claim, message, envelope))
+                outcome = await self._deliver(batch, claim, message, envelope)
+                if outcome is not None:  # None: the relay is down, released below
+                    done(claim, outcome)
 
         workers = [asyncio.create_task(work()) for _ in range(workers_n)]
         renewer = asyncio.create_task(self._renew_lease(batch))
         try:
             for chunk in _chunks(batch.claims, CHUNK_SIZE):
-                if stop.is_set():
+                if stop.is_set() or batch.relay_down is not None:
                     break
                 # opt-out is checked again right before this chunk is handed over
                 statuses = await self.ledger.subscriber_statuses(c.subscriber_id for c in chunk)
                 now = self._clock()
                 for claim in chunk:
-                    if stop.is_set():
+                    if stop.is_set() or batch.relay_down is not None:
                         break
                     if batch.down_error is not None:  # no point rendering the rest
                         done(claim, self._temporary(claim, batch.down_error))
@@ -310,7 +321,12 @@ class Sender:
         await self._flush(batch)
         unsent = batch.unrecorded()
         if unsent:
-            await self.ledger.release(now=self._clock(), delivery_ids=unsent)
+            now = self._clock()
+            # relay down: nobody's attempt, but not due again until the pause is over
+            paused = now + timedelta(seconds=RELAY_PAUSE_S) if batch.relay_down else None
+            await self.ledger.release(now=now, delivery_ids=unsent, not_before=paused)
+            if batch.relay_down is not None:
+                batch.paused = len(unsent)
         self._touched.update((c.alert_id, c.alert_key) for c in batch.claims)
 
     async def _renew_lease(self, batch: _Batch) -> None:
@@ -361,10 +377,16 @@ class Sender:
             )
         return renderer.wire_alert(event, claim.reminder, to, now=now, sequence=claim.sequence)
 
-    async def _deliver(self, batch: _Batch, claim: Claim, message: Wire, sender: str) -> Outcome:
+    async def _deliver(
+        self, batch: _Batch, claim: Claim, message: Wire, sender: str
+    ) -> Outcome | None:
         started = time.perf_counter()
         try:
             reply = await self.transport.send(message.data, sender=sender, recipient=claim.email)
+        except RelayError as err:
+            # the relay, not this recipient: pause the batch, count no attempt
+            batch.relay_down = batch.relay_down or err
+            return None
         except DeliveryError as err:
             if (err.code is None and not err.after_data) or err.code == 421:
                 batch.consecutive_down += 1

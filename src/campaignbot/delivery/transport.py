@@ -1,4 +1,16 @@
-"""Mail transports: a pool of SMTP connections (smtp_client) and a Maildir outbox."""
+"""Mail transports: a pool of aiosmtplib sessions to the relay, and a Maildir outbox.
+
+The pool holds at most `MAX_CONNECTIONS` sessions and that is a hard cap on every
+SMTP connection the process opens through it: sends, the idle health check (a NOOP
+on a pooled session) and `check --smtp` all take a slot. Sessions are reused,
+replaced when they died or sat idle too long, and closed, never reused, when their
+state is unknown. Each message goes out in its own transaction as ready bytes
+(`mime.as_wire`: CRLF lines), so aiosmtplib does no `EmailMessage` flattening.
+
+Every outcome feeds `RelayHealth`; a failure of the relay itself (connect, TLS,
+EHLO, AUTH) is a `RelayError`, which the sender treats as "pause", not as a
+recipient's failed attempt.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +19,21 @@ import email.message
 import logging
 import mailbox
 import re
-import socket
 import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from campaignbot.delivery.smtp_client import (
-    SMTPConnection,
-    SMTPConnectionError,
-    SMTPError,
-    SMTPReplyError,
-    SMTPTimeoutError,
-)
+import aiosmtplib
+
+from campaignbot.delivery.relay_health import RelayHealth
+from campaignbot.delivery.smtp_session import SessionInfo, SessionOpener
 from campaignbot.email.mime import as_file, as_wire
-from campaignbot.errors import DeliveryError
-from campaignbot.settings import SMTPSettings, TLSMode
+from campaignbot.errors import DeliveryError, RelayError
+from campaignbot.settings import SMTPSettings
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +44,6 @@ Message = email.message.EmailMessage | bytes
 #: a pooled connection idle this long is reopened rather than trusted (servers drop idle clients)
 IDLE_RECONNECT_S = 60.0
 
-_LEADING_DOT = re.compile(rb"(?m)^\.")
 _NOT_BARE = re.compile(r"[\x00-\x20\x7f<>]")
 
 
@@ -45,6 +52,11 @@ class Transport(Protocol):
 
     #: where mail goes, for logs and `check`; never contains a secret
     description: str
+
+    @property
+    def health(self) -> RelayHealth | None:
+        """The relay's health from real outcomes (None: no relay, e.g. the Maildir)."""
+        ...
 
     async def send(self, message: Message, *, sender: str, recipient: str) -> str:
         """Deliver `message` to `recipient`; return the server's reply; raise DeliveryError.
@@ -94,7 +106,7 @@ class RateLimiter:
 class _Connection:
     __slots__ = ("last_used", "smtp")
 
-    def __init__(self, smtp: SMTPConnection, now: float) -> None:
+    def __init__(self, smtp: aiosmtplib.SMTP, now: float) -> None:
         self.smtp = smtp
         self.last_used = now
 
@@ -104,7 +116,7 @@ class _StaleConnectionError(Exception):
 
 
 class SMTPTransport:
-    """At most `max_connections` reused SMTP connections, one message per transaction."""
+    """At most `max_connections` reused aiosmtplib sessions, one message per transaction."""
 
     def __init__(
         self,
@@ -112,15 +124,14 @@ class SMTPTransport:
         *,
         clock: Clock = time.monotonic,
         tls_context: ssl.SSLContext | None = None,
+        health: RelayHealth | None = None,
     ) -> None:
         if not settings.host:
             raise ValueError("SMTPTransport needs settings.host")
         self._settings = settings
-        self._host = settings.host
-        self._where = f"{settings.host}:{settings.port}"
+        self._opener = SessionOpener(settings, context=tls_context)
+        self._where = self._opener.where
         self._clock = clock
-        self._tls_context = tls_context
-        self._local_hostname: str | None = None
         self._limiter = (
             RateLimiter(settings.rate_limit, clock=clock) if settings.rate_limit > 0 else None
         )
@@ -128,6 +139,7 @@ class SMTPTransport:
         self._slots: asyncio.LifoQueue[_Connection | None] = asyncio.LifoQueue()
         for _ in range(settings.max_connections):
             self._slots.put_nowait(None)
+        self.health = health if health is not None else RelayHealth(self._where)
         self._last_ok: float | None = None
         self._closed = False
         rate = f", {settings.rate_limit:g} msg/s" if self._limiter else ""
@@ -135,6 +147,11 @@ class SMTPTransport:
             f"smtp://{self._where} ({settings.tls.value}, "
             f"{settings.max_connections} connections{rate})"
         )
+
+    @property
+    def session_info(self) -> SessionInfo | None:
+        """What the last session negotiated (TLS, AUTH mechanism); None before one opened."""
+        return self._opener.last_info
 
     async def send(self, message: Message, *, sender: str, recipient: str) -> str:
         """Send one message in its own transaction; return the server's final reply."""
@@ -158,7 +175,11 @@ class SMTPTransport:
             self._release(conn)
 
     async def check(self) -> None:
-        """Connect (or NOOP on an idle connection); fine when every connection is busy sending."""
+        """NOOP on an idle pooled session, else open one, within the cap; raise DeliveryError.
+
+        Fine without a slot when every connection is busy and sending succeeds: the
+        sends are the proof, and a check must never open a connection beyond the cap.
+        """
         if self._slots.empty() and self._recently_ok():
             return
         try:
@@ -170,12 +191,15 @@ class SMTPTransport:
             if conn is not None:
                 try:
                     await conn.smtp.noop()
-                    return
                 except BaseException as err:
                     conn.smtp.close()
-                    if not isinstance(err, SMTPError):
+                    if not isinstance(err, aiosmtplib.SMTPException | OSError):
                         raise
                     conn = None
+                else:
+                    conn.last_used = self._last_ok = self._clock()
+                    self.health.success()
+                    return
             conn = await self._open()
         finally:
             self._release(conn)
@@ -211,38 +235,19 @@ class SMTPTransport:
         return self._last_ok is not None and self._clock() - self._last_ok < IDLE_RECONNECT_S
 
     async def _open(self) -> _Connection:
-        settings = self._settings
-        if self._local_hostname is None:
-            # resolved once, in a thread: getfqdn may wait on DNS
-            self._local_hostname = await asyncio.to_thread(socket.getfqdn)
-        if self._tls_context is None and settings.tls is not TLSMode.NONE:
-            # one context for the pool: making one reads the system's CA certificates
-            self._tls_context = await asyncio.to_thread(ssl.create_default_context)
         try:
-            smtp = await SMTPConnection.open(
-                self._host,
-                settings.port,
-                local_hostname=self._local_hostname,
-                timeout_s=settings.timeout_s,
-                implicit_tls=settings.tls is TLSMode.TLS,
-                starttls=settings.tls is TLSMode.STARTTLS,  # required, not opportunistic
-                tls_context=self._tls_context,
-                username=settings.username,
-                password=settings.password.get_secret_value() if settings.password else None,
-            )
-        except SMTPError as err:
-            # Not the recipient's fault, so never permanent, even for a 5xx greeting or AUTH.
-            raise DeliveryError(
-                f"{self._where}: cannot connect: {err}",
-                code=err.code if isinstance(err, SMTPReplyError) else None,
-            ) from err
+            smtp = await self._opener.open()
+        except RelayError as err:
+            self.health.failure(str(err).removeprefix(f"{self._where}: "))
+            raise
+        self.health.success()
         logger.debug("%s: connected", self._where, extra={"action": "smtp_connected"})
         return _Connection(smtp, self._clock())
 
     async def _quit(self, conn: _Connection) -> None:
         try:
             await asyncio.wait_for(conn.smtp.quit(), min(self._settings.timeout_s, 5.0))
-        except (SMTPError, TimeoutError):
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
             pass
         finally:
             conn.smtp.close()
@@ -252,41 +257,59 @@ class SMTPTransport:
     async def _transact(
         self, conn: _Connection, data: bytes, sender: str, recipient: str, *, reused: bool
     ) -> str:
-        """One transaction; a failure knows whether the content had been sent."""
+        """One transaction (MAIL, RCPT, DATA); a failure knows whether the content was sent."""
         smtp = conn.smtp
-        if not (sender.isascii() and recipient.isascii()) and not smtp.supports("smtputf8"):
-            raise DeliveryError(
-                f"{self._where}: {recipient}: non-ASCII address, server lacks SMTPUTF8",
-                permanent=True,
-            )
+        options: list[str] = []
+        encoding = "ascii"
+        if not (sender.isascii() and recipient.isascii()):
+            if not smtp.supports_extension("smtputf8"):
+                raise DeliveryError(
+                    f"{self._where}: {recipient}: non-ASCII address, server lacks SMTPUTF8",
+                    permanent=True,
+                )
+            options.append("SMTPUTF8")
+            encoding = "utf-8"
+        if smtp.supports_extension("size"):
+            options.append(f"SIZE={len(data)}")
+        phase = "MAIL"
         try:
-            reply = await smtp.send(sender, recipient, data)
-        except SMTPReplyError as err:
-            if err.phase == "MAIL" and reused and err.code == 421:  # it timed out our session
+            await _envelope(smtp, b"MAIL", b"FROM:", sender, encoding, options)
+            phase = "RCPT"
+            await _envelope(smtp, b"RCPT", b"TO:", recipient, encoding)
+            phase = "DATA"
+            reply = await smtp.data(data)
+        except aiosmtplib.SMTPResponseException as err:
+            if phase == "MAIL" and reused and err.code == 421:  # it timed out our session
                 smtp.close()
                 raise _StaleConnectionError from err
             # The server answered: the session is in a known state, so it can be reused.
             await self._reset(conn)
             raise DeliveryError(
-                f"{self._where}: {recipient}: {err.code} {_oneline(err.text)}",
+                f"{self._where}: {recipient}: {err.code} {_oneline(err.message)}",
                 code=err.code,
                 permanent=500 <= err.code <= 599,
             ) from err
-        except SMTPConnectionError as err:  # disconnected or timed out, no reply
-            if err.phase == "MAIL" and reused and not isinstance(err, SMTPTimeoutError):
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError, OSError) as err:
+            smtp.close()
+            timed_out = isinstance(err, TimeoutError)
+            if phase == "MAIL" and reused and not timed_out:
                 raise _StaleConnectionError from err  # the server had dropped our idle session
-            if err.phase == "message":
+            self.health.failure(f"{_oneline(str(err))} during {phase}")
+            if phase == "DATA":
+                # aiosmtplib sends DATA and the content in one step: without the final
+                # reply, the message may have been accepted
                 raise DeliveryError(
                     f"{self._where}: {recipient}: no reply after the message data was sent, "
                     f"it may have been delivered: {err}",
                     after_data=True,
                 ) from err
-            raise DeliveryError(f"{self._where}: {recipient}: {err} during {err.phase}") from err
+            raise DeliveryError(f"{self._where}: {recipient}: {err} during {phase}") from err
         except BaseException:  # cancelled mid-transaction: the session state is unknown
             smtp.close()
             raise
         conn.last_used = self._last_ok = self._clock()
-        return str(reply)
+        self.health.success()
+        return f"{reply.code} {reply.message}"
 
     async def _reset(self, conn: _Connection) -> None:
         if not conn.smtp.is_connected:  # e.g. after a 421 the server has closed it
@@ -295,7 +318,7 @@ class SMTPTransport:
             await conn.smtp.rset()
         except BaseException as err:
             conn.smtp.close()
-            if not isinstance(err, SMTPError):
+            if not isinstance(err, aiosmtplib.SMTPException | OSError):
                 raise
 
 
@@ -305,6 +328,7 @@ class MaildirTransport:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.description = f"maildir {path}"
+        self.health: RelayHealth | None = None  # no relay to be down
         self._lock = threading.Lock()  # mailbox.Maildir is not thread-safe
         self._mailbox: mailbox.Maildir | None = None
 
@@ -334,6 +358,7 @@ class MaildirTransport:
 
     def _box(self) -> mailbox.Maildir:
         if self._mailbox is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # Maildir makes only the last
             self._mailbox = mailbox.Maildir(self.path, create=True)
         return self._mailbox
 
@@ -363,14 +388,34 @@ def _check_addresses(where: str, sender: str, recipient: str) -> None:
             raise DeliveryError(f"{where}: {address!r}: not a bare email address", permanent=True)
 
 
+async def _envelope(
+    smtp: aiosmtplib.SMTP,
+    command: bytes,
+    prefix: bytes,
+    address: str,
+    encoding: str,
+    options: Sequence[str] = (),
+) -> None:
+    """MAIL FROM or RCPT TO: aiosmtplib's `mail`/`rcpt` less their RFC 5322 parse.
+
+    That parse (email.utils, again for every message) cost ~40 us a command in
+    bench_send's profile; the addresses here were validated at sign-up and checked
+    bare by `_check_addresses` (no space, control character, < or >), so they are
+    written as they are."""
+    response = await smtp.execute_command(
+        command,
+        prefix + b"<" + address.encode(encoding) + b">",
+        *(option.encode("ascii") for option in options),
+    )
+    if response.code not in (250, 251):  # 251: "user not local; will forward"
+        raise aiosmtplib.SMTPResponseException(response.code, response.message)
+
+
 def _smtp_payload(message: Message) -> bytes:
-    """The DATA content: CRLF lines (the policy writes every line with CRLF), dot-stuffed."""
-    data = message if isinstance(message, bytes) else as_wire(message)
-    if data.startswith(b".") or b"\n." in data:
-        data = _LEADING_DOT.sub(b"..", data)
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    return data + b".\r\n"
+    """The DATA content as ready bytes: CRLF lines (`mime.as_wire`), not yet dot-stuffed.
+
+    aiosmtplib normalises stray bare CR/LF to CRLF and quotes leading dots itself."""
+    return message if isinstance(message, bytes) else as_wire(message)
 
 
 def _oneline(text: str) -> str:
