@@ -610,6 +610,7 @@ async def test_healthz_reports_each_part(site: SiteFactory) -> None:
     assert down.status_code == 503
     assert down.json()["transport"]["ok"] is False
     assert str(s.smtp.port) in down.json()["transport"]["error"]
+    assert down.json()["transport"]["relay"]["status"] == "down"  # RelayHealth saw it
 
     await s.smtp.start()
     assert (await s.admin.get("/healthz")).status_code == 200
@@ -656,6 +657,8 @@ async def test_metrics_exposes_the_ledger(site: SiteFactory) -> None:
     assert "campaignbot_send_latency_seconds_count 1.0" in text
     assert 'campaignbot_alerts{status="fired"} 1.0' in text
     assert "campaignbot_uncertain_deliveries 0.0" in text
+    assert "campaignbot_relay_up 1.0" in text  # from the real send, no probe
+    assert "campaignbot_relay_consecutive_failures 0.0" in text
     # a second scrape does not count the same send twice
     assert "campaignbot_send_latency_seconds_count 1.0" in (await s.admin.get("/metrics")).text
 

@@ -41,6 +41,13 @@ class Health:
         self._lock = asyncio.Lock()
 
     async def _transport_error(self) -> str | None:
+        """The relay's state from real outcomes (RelayHealth); the transport's own check
+        (a NOOP on a pooled session, within the connection cap; for the Maildir, that it
+        is writable) only when nothing was heard from it for `cache_s`."""
+        relay = self._src.transport.health
+        heard_s = None if relay is None or not relay.up else relay.last_success_at
+        if heard_s is not None and time.time() - heard_s < self.cache_s:
+            return None  # messages handed over just now are the proof
         async with self._lock:
             now = time.monotonic()
             if self._transport is None or now - self._transport[0] >= self.cache_s:
@@ -86,6 +93,7 @@ class Health:
                 "ok": transport_error is None,
                 "error": transport_error,
                 "description": src.transport.description,
+                "relay": None if src.transport.health is None else src.transport.health.as_dict(),
             },
             "next_alert": None
             if nxt is None

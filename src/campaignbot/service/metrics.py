@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from campaignbot import __version__
 from campaignbot.delivery.ledger import Ledger, LedgerCounts
+from campaignbot.delivery.relay_health import RelayHealth
 from campaignbot.delivery.sender import SenderStats
 from campaignbot.storage.states import AlertState, DeliveryStatus
 from campaignbot.subscribers.model import SubscriberStatus
@@ -49,6 +50,8 @@ class MetricsSources:
     stats: Callable[[], SenderStats]
     next_due: Callable[[], tuple[str, datetime] | None]
     clock: Callable[[], datetime]
+    #: the SMTP relay's state from real outcomes (None for the Maildir outbox)
+    relay: RelayHealth | None = None
 
 
 class _SnapshotCollector(Collector):
@@ -110,11 +113,36 @@ class _SnapshotCollector(Collector):
         for outcome, count in sorted(snap.outcomes.items()):
             outcomes.add_metric([outcome], count)
         yield outcomes
+        yield from _relay_metrics(self._metrics.sources.relay)
         info = GaugeMetricFamily(
             "campaignbot_info", "campaignbot version (always 1).", labels=["version"]
         )
         info.add_metric([__version__], 1)
         yield info
+
+
+def _relay_metrics(relay: RelayHealth | None) -> Iterator[Metric]:
+    """The relay's health, read live (it lives in this process's memory)."""
+    if relay is None:
+        return
+    if relay.up is not None:
+        yield GaugeMetricFamily(
+            "campaignbot_relay_up",
+            "1 while the SMTP relay works, 0 while it is down.",
+            value=int(relay.up),
+        )
+    yield GaugeMetricFamily(
+        "campaignbot_relay_consecutive_failures",
+        "Relay failures (connect, TLS, EHLO, AUTH) in a row since the last success.",
+        value=relay.consecutive_failures,
+    )
+    for name, at in (("success", relay.last_success_at), ("failure", relay.last_failure_at)):
+        if at is not None:
+            yield GaugeMetricFamily(
+                f"campaignbot_relay_last_{name}_timestamp_seconds",
+                f"When the relay's last {name} happened (Unix time).",
+                value=at,
+            )
 
 
 class ServiceMetrics:

@@ -89,6 +89,7 @@ class Service:
                 stats=lambda: self.sender.stats,
                 next_due=self.scheduler.next_due,
                 clock=clock,
+                relay=self.transport.health,
             )
         )
         self.started_at: datetime | None = None
