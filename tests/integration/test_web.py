@@ -23,7 +23,7 @@ from starlette.applications import Starlette
 from campaignbot.campaign.planning import alerts_for_event, plan_alerts
 from campaignbot.email.tokens import LinkSigner
 from campaignbot.service.runtime import Service
-from campaignbot.settings import Settings
+from campaignbot.settings import BounceSettings, Settings
 from campaignbot.subscribers.model import Subscriber, SubscriberInput, SubscriberStatus
 from campaignbot.subscribers.store import audience_clause
 from campaignbot.web.admin import create_admin_app
@@ -102,9 +102,10 @@ async def site(
     """Factory: `await site(**create_app options)`; everything is closed afterwards."""
     stack: list[Callable[[], Awaitable[None]]] = []
 
-    async def make(**options: Any) -> Site:
+    async def make(*, settings_extra: dict[str, Any] | None = None, **options: Any) -> Site:
         server = await smtp_server()
         settings = Settings(
+            **(settings_extra or {}),
             config=REPO / "config" / "campaign.toml",
             templates=REPO / "templates",
             database_url=database_url,
@@ -704,3 +705,40 @@ async def test_admin_probes(site: SiteFactory) -> None:
     await s.smtp.stop()  # the relay is reported, never a reason to take the pages offline
     assert (await s.admin.get("/readyz")).status_code == 200
     assert (await s.client.get("/healthz")).status_code == 200
+
+
+async def test_the_service_mounts_the_configured_relay_webhooks(site: SiteFactory) -> None:
+    s = await site(
+        settings_extra={
+            "bounces": BounceSettings(
+                postmark_username="hook",
+                postmark_password="s3cret-postmark",  # type: ignore[arg-type]
+            )
+        }
+    )
+    await s.add("gone@example.org")
+    payload = {
+        "RecordType": "Bounce",
+        "ID": 42,
+        "Type": "HardBounce",
+        "Email": "gone@example.org",
+        "Details": "smtp;550 5.1.1 The email account that you tried to reach does not exist.",
+    }
+    forged = await s.client.post("/hooks/postmark", json=payload, auth=("hook", "guess"))
+    assert forged.status_code == 401
+    assert await s.status("gone@example.org") is SubscriberStatus.ACTIVE
+    good = await s.client.post("/hooks/postmark", json=payload, auth=("hook", "s3cret-postmark"))
+    assert good.status_code == 200, good.text
+    assert good.json()["received"] == 1
+    # not configured: no route at all
+    assert (await s.client.post("/hooks/mailgun", json={})).status_code == 404
+
+
+async def test_a_relay_batch_may_be_larger_than_a_form(site: SiteFactory) -> None:
+    hook = BounceSettings(postmark_username="hook", postmark_password="pw")  # type: ignore[arg-type]
+    s = await site(settings_extra={"bounces": hook})
+    big = b"x" * (200 * 1024)  # over the forms' 64 KiB, under the webhooks' own 1 MiB
+    refused = await s.client.post("/hooks/postmark", content=big, auth=("hook", "wrong"))
+    assert refused.status_code == 401  # read and refused on its signature, not its size
+    form = await s.client.post("/subscribe", content=big)
+    assert form.status_code == 413

@@ -18,6 +18,8 @@ from starlette.applications import Starlette
 from campaignbot import __version__
 from campaignbot.campaign.model import Campaign
 from campaignbot.campaign.planning import PlannedAlert, may_fire_late
+from campaignbot.delivery.bounces.reader import recorder_for
+from campaignbot.delivery.bounces.webhooks import hook_recorder, webhook_providers
 from campaignbot.delivery.event_state import EventState
 from campaignbot.delivery.ledger import Ledger
 from campaignbot.delivery.sender import Sender
@@ -35,6 +37,7 @@ from campaignbot.subscribers.store import SubscriberStore, audience_clause
 from campaignbot.web.admin import AdminContext, create_admin_app
 from campaignbot.web.app import WebContext, create_app, listen
 from campaignbot.web.dashboard.context import DashboardContext
+from campaignbot.web.hooks import HookContext
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +134,17 @@ class Service:
             send_mail=self.transport.send,
             sequences=self.events.sequences,
             ready=self._ready,
+            hooks=self._hooks(),
         )
+
+    def _hooks(self) -> HookContext | None:
+        """The relays' webhooks whose secrets are configured (None: no /hooks routes)."""
+        settings = self.settings
+        providers = webhook_providers(settings.bounces, bounce_address=settings.bounce_address)
+        if not providers:
+            return None
+        recorder = recorder_for(self.db, settings)
+        return HookContext(providers=providers, record=hook_recorder(recorder, self.clock))
 
     def admin_context(self) -> AdminContext:
         dashboard = DashboardContext(

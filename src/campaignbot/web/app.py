@@ -25,7 +25,6 @@ from urllib.parse import urlencode
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -39,9 +38,11 @@ from campaignbot.subscribers.model import SubscriberStatus
 from campaignbot.subscribers.signups import SignupStore
 from campaignbot.subscribers.store import SubscriberStore
 from campaignbot.web import forms
+from campaignbot.web.hooks import HookContext, hook_routes
 from campaignbot.web.links import CSRF_COOKIE, LinkPages
 from campaignbot.web.middleware import (
     SECURITY_HEADERS,
+    BodyLimit,
     HostCheck,
     SecurityHeaders,
     client_address,
@@ -106,6 +107,8 @@ class WebContext:
     sequences: Callable[[], Awaitable[dict[str, int]]]
     #: database reachable and a valid campaign loaded
     ready: Callable[[], Awaitable[bool]]
+    #: the relays' bounce and complaint webhooks (`POST /hooks/<provider>`), if any
+    hooks: HookContext | None = None
 
 
 class Web:
@@ -502,12 +505,13 @@ def create_app(
         Route(ROUTES["calendar"], web.calendar, methods=["GET"], name="calendar"),
         Route("/healthz", web.healthz, methods=["GET"], name="healthz"),
         Route("/static/style.css", web.stylesheet, methods=["GET"], name="stylesheet"),
+        *(hook_routes(ctx.hooks) if ctx.hooks is not None else []),
     ]
     public = ctx.settings.public_url
     # the body limit inside the headers middleware, so a 413 has the headers too
     middleware = [
         Middleware(SecurityHeaders, hsts=public.startswith("https://")),
-        Middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY_BYTES),
+        Middleware(BodyLimit, max_body_size=MAX_BODY_BYTES),
     ]
     if public and not is_loopback_url(public):
         # links are built from PUBLIC_URL, never from Host; a request for another name

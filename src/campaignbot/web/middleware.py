@@ -11,6 +11,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -28,6 +29,21 @@ HSTS = "max-age=31536000"
 #: reach the app by address, not by the public name
 _ANY_HOST_PATHS = ("/healthz",)
 _ANY_HOST_PREFIXES = ("/hooks/",)
+
+
+class BodyLimit:
+    """Starlette's request body limit on every path but the relays' webhooks, which
+    bound their own bodies (a relay's event batch is larger than any form)."""
+
+    def __init__(self, app: ASGIApp, *, max_body_size: int) -> None:
+        self.app = app
+        self.limited = RequestBodyLimitMiddleware(app, max_body_size=max_body_size)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and str(scope["path"]).startswith(_ANY_HOST_PREFIXES):
+            await self.app(scope, receive, send)
+        else:
+            await self.limited(scope, receive, send)
 
 
 def parse_networks(values: Iterable[str]) -> list[IPNetwork]:
