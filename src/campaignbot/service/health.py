@@ -28,6 +28,8 @@ class HealthSources:
     next_due: Callable[[], tuple[str, datetime] | None]
     transport: Transport
     clock: Callable[[], datetime]
+    #: the bounce mailbox's last read (None: no mailbox configured)
+    bounce_reading: Callable[[], dict[str, Any] | None] = lambda: None
 
 
 class Health:
@@ -95,6 +97,7 @@ class Health:
                 "description": src.transport.description,
                 "relay": None if src.transport.health is None else src.transport.health.as_dict(),
             },
+            "bounce_mailbox": src.bounce_reading(),
             "next_alert": None
             if nxt is None
             else {

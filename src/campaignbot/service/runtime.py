@@ -28,6 +28,7 @@ from campaignbot.email.render import Renderer
 from campaignbot.email.snapshot import Snapshot, load_snapshot
 from campaignbot.email.tokens import LinkSigner
 from campaignbot.errors import InvalidInputError
+from campaignbot.service.bounce_reading import BounceReading
 from campaignbot.service.health import Health, HealthSources
 from campaignbot.service.metrics import MetricsSources, ServiceMetrics
 from campaignbot.service.scheduler import AlertScheduler
@@ -73,6 +74,7 @@ class Service:
             self.ledger, self.transport, self._rendering, clock=clock, settings=settings
         )
         self.scheduler = AlertScheduler(self.fire_due)
+        self.bounces = BounceReading(self.db, settings, clock=clock)
         self.health = Health(
             HealthSources(
                 db_ping=self.db.ping,
@@ -81,6 +83,7 @@ class Service:
                 next_due=self.scheduler.next_due,
                 transport=self.transport,
                 clock=clock,
+                bounce_reading=self.bounces.state,
             ),
             cache_s=30.0,
             require_scheduler=True,
@@ -195,6 +198,8 @@ class Service:
         self.scheduler.sync(self._planned(), now=self.clock())
         self.scheduler.start()
         self._tasks.append(asyncio.create_task(self.sender.run(self._stop), name="sender"))
+        if self.bounces.configured:
+            self._tasks.append(asyncio.create_task(self.bounces.run(self._stop), name="bounces"))
         if self._watch_files:
             self._tasks.append(asyncio.create_task(self._watch(), name="watcher"))
         if socks is not None:
