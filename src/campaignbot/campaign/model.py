@@ -25,7 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-from campaignbot.errors import ConfigError, Problem
+from campaignbot.campaign.localtime import dst_problem
+from campaignbot.errors import CampaignbotError, ConfigError, Problem
 
 _OFFSET_RE = re.compile(r"^(?:0|([1-9][0-9]{0,4})([wdhm]))$")
 _SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -264,10 +265,21 @@ class Event(_Strict):
                     "2025-06-17T10:00:00 or 2025-06-17"
                 ) from None
         if isinstance(value, datetime):
-            if value.tzinfo is None and "timezone" not in info.data:
-                # the zone itself failed; its error is reported on `timezone`
-                raise ValueError("a local date and time needs a valid time zone")
-            return value
+            zone = info.data.get("timezone")
+            if not isinstance(zone, ZoneInfo):
+                if value.tzinfo is None:
+                    # the zone itself failed; its error is reported on `timezone`
+                    raise ValueError("a local date and time needs a valid time zone")
+                return value
+            if value.tzinfo is None:
+                # The one place a local time meets its zone: from here on `when` is
+                # aware, and nobody re-zones it. A time in a DST gap or fold is refused
+                # rather than guessed (it would move every reminder by the jump).
+                problem = dst_problem(value, zone)
+                if problem is not None:
+                    raise ValueError(problem)
+                return value.replace(tzinfo=zone)
+            return value.astimezone(zone)
         if isinstance(value, date):
             return value
         raise ValueError(f"must be a date or date-time, got {value!r}")
@@ -288,14 +300,6 @@ class Event(_Strict):
     def all_day(self) -> bool:
         return not isinstance(self.when, datetime)
 
-    @property
-    def local_date(self) -> date:
-        return (
-            self.when.astimezone(self.timezone).date()
-            if isinstance(self.when, datetime)
-            else self.when
-        )
-
     def title_for(self, locale: str, default_locale: str) -> str:
         return localize(self.title, locale, default_locale)
 
@@ -313,6 +317,8 @@ class CampaignInfo(_Strict):
     send_at: time = time(9, 0)
     reminders: tuple[OffsetField, ...] = (parse_offset("7d"), parse_offset("1d"), parse_offset("0"))
     catch_up: OffsetField = parse_offset("6h")
+    #: how long after its event's start the '0' reminder may finish its first attempts
+    stale_after: OffsetField = parse_offset("15m")
     topics: tuple[Annotated[str, AfterValidator(_topic)], ...] = ()
 
     _name = field_validator("name")(lambda v: _no_control_chars(v) if v.strip() else _empty())
@@ -323,7 +329,7 @@ class CampaignInfo(_Strict):
     _reminders = field_validator("reminders", mode="before")(
         lambda v: [_offset(x) for x in v] if isinstance(v, list | tuple) else v
     )
-    _catch_up = field_validator("catch_up", mode="before")(_offset)
+    _catch_up = field_validator("catch_up", "stale_after", mode="before")(_offset)
 
     @field_validator("send_at", mode="before")
     @classmethod
@@ -357,9 +363,17 @@ class CampaignInfo(_Strict):
     def catch_up_duration(self) -> timedelta:
         return timedelta(days=self.catch_up.days) + self.catch_up.duration
 
+    @property
+    def stale_after_duration(self) -> timedelta:
+        return timedelta(days=self.stale_after.days) + self.stale_after.duration
+
 
 def _empty() -> str:
     raise ValueError("must not be empty")
+
+
+class UnknownEventError(CampaignbotError):
+    """No event with this id in the campaign."""
 
 
 class Campaign(_Strict):
@@ -373,7 +387,7 @@ class Campaign(_Strict):
             if event.id == event_id:
                 return event
         known = ", ".join(e.id for e in self.events)
-        raise KeyError(f"unknown event {event_id!r} (known: {known})")
+        raise UnknownEventError(f"unknown event {event_id!r} (known: {known})")
 
     @property
     def locales(self) -> list[str]:
@@ -417,16 +431,37 @@ def _message(error: Any) -> str:
     return msg[0].lower() + msg[1:]
 
 
+def _send_at_problems(
+    event: Event, info: CampaignInfo, *, source: str, index: int
+) -> list[Problem]:
+    """An all-day event's reminders land at `send_at` local time on their days: each must exist once."""
+    if isinstance(event.when, datetime):
+        return []
+    days = sorted({event.when - timedelta(days=o.days) for o in event.reminders}, reverse=True)
+    problems = []
+    for day in days:
+        problem = dst_problem(datetime.combine(day, info.send_at), event.timezone)
+        if problem is not None:
+            problems.append(
+                Problem(source, f"events[{index}].when", f"send_at {problem}; move send_at")
+            )
+    return problems
+
+
 def parse_campaign(data: dict[str, Any], *, source: str) -> Campaign:
     """Validate a decoded campaign file; every problem becomes one `Problem`."""
     problems: list[Problem] = []
     info: CampaignInfo | None = None
     raw_campaign = data.get("campaign")
-    try:
-        info = CampaignInfo.model_validate(raw_campaign if raw_campaign is not None else {})
-    except ValidationError as err:
-        for e in err.errors():
-            problems.append(Problem(source, _place(("campaign", *e["loc"])), _message(e)))
+    if raw_campaign is not None and not isinstance(raw_campaign, dict):
+        # `campaign = "x"`: not a table, so nothing inside it can be read
+        problems.append(Problem(source, "campaign", "must be a table [campaign]"))
+    else:
+        try:
+            info = CampaignInfo.model_validate(raw_campaign if raw_campaign is not None else {})
+        except ValidationError as err:
+            for e in err.errors():
+                problems.append(Problem(source, _place(("campaign", *e["loc"])), _message(e)))
     raw_events = data.get("events", [])
     for key in data:
         if key not in ("campaign", "events"):
@@ -435,7 +470,9 @@ def parse_campaign(data: dict[str, Any], *, source: str) -> Campaign:
         problems.append(Problem(source, "events", "must be an array of tables [[events]]"))
         raw_events = []
     context: dict[str, Any] = {
-        "timezone": info.timezone if info else data.get("campaign", {}).get("timezone"),
+        "timezone": info.timezone
+        if info
+        else (raw_campaign.get("timezone") if isinstance(raw_campaign, dict) else None),
         "reminders": list(info.reminders) if info else ["0"],
     }
     events: list[Event] = []
@@ -460,6 +497,8 @@ def parse_campaign(data: dict[str, Any], *, source: str) -> Campaign:
                 )
             )
         seen.setdefault(event.id, index)
+        if info is not None:
+            problems.extend(_send_at_problems(event, info, source=source, index=index))
         events.append(event)
     if problems or info is None:
         raise ConfigError(problems)

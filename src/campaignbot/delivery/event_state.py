@@ -75,9 +75,7 @@ def _previous_when(old: Event | None, old_fingerprint: str) -> datetime | date |
     """When the event was planned before a change, as the organizer wrote it."""
     if old is None:
         return previous_start(old_fingerprint)
-    if isinstance(old.when, datetime) and old.when.tzinfo is None:
-        return old.when.replace(tzinfo=old.timezone)
-    return old.when
+    return old.when  # aware since validation
 
 
 @dataclass(frozen=True)

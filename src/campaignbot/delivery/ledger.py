@@ -23,6 +23,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -149,6 +150,7 @@ class AlertStatus:
     failed: int
     uncertain: int  # deliveries that were uncertain at some point
     skipped: int
+    stale: int = 0  # of the skipped: because the event had started
 
     @property
     def open(self) -> int:
@@ -166,6 +168,8 @@ class LedgerCounts:
     uncertain: int
     oldest_open_age_s: float | None
     alerts: dict[str, int]
+    #: deliveries skipped because their event had started (the stale guard)
+    stale: int = 0
 
 
 @dataclass(frozen=True)
@@ -279,6 +283,48 @@ class Ledger:
                 extra={"action": "alert_skipped", "alert": alert.key, "reason": reason},
             )
         return FireResult(alert_id, created, count)
+
+    async def skip_stale(
+        self, started: Iterable[str], zero_expired: Iterable[str], *, now: datetime
+    ) -> int:
+        """Open deliveries of events that have started become `skipped` (reason `stale`).
+
+        `started`: events whose start has passed; their pending deliveries of every
+        reminder but '0', and every retry or uncertain delivery, go. `zero_expired`:
+        events more than `stale_after` past their start; their '0' deliveries go too.
+        `sending` rows are their owner's: its own check before sending skips them.
+        """
+        started, zero_expired = list(started), list(zero_expired)
+        if not started and not zero_expired:
+            return 0
+        d = deliveries.c
+
+        def alert_ids(*where: ColumnElement[bool]) -> Any:
+            query = select(alerts.c.id).where(alerts.c.kind == AlertKind.ALERT, *where)
+            return query.scalar_subquery()
+
+        stale = or_(
+            d.alert_id.in_(alert_ids(alerts.c.event_id.in_(started), alerts.c.reminder != "0")),
+            and_(
+                d.status != DeliveryStatus.PENDING,  # a retry or uncertain re-send
+                d.alert_id.in_(alert_ids(alerts.c.event_id.in_(started))),
+            ),
+            d.alert_id.in_(alert_ids(alerts.c.event_id.in_(zero_expired))),
+        )
+        stmt = (
+            update(deliveries)
+            .where(d.status.in_(DUE), stale)
+            .values(status=DeliveryStatus.SKIPPED, last_error="stale", updated_at=now)
+        )
+        async with self.db.engine.begin() as conn:
+            count = (await conn.execute(stmt)).rowcount
+        if count:
+            logger.info(
+                "%d deliveries of events that have started were skipped (stale)",
+                count,
+                extra={"action": "deliveries_stale", "count": count},
+            )
+        return count
 
     async def _fire(
         self, row: dict[str, Any], audience: ColumnElement[bool], *, now: datetime
@@ -475,6 +521,12 @@ class Ledger:
         released = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
         changed = 0
         async with self.db.engine.begin() as conn:
+            if self.db.is_postgres:
+                # Outcomes are committed before each connection sends again (the crash
+                # bound). Durable against a crash of this process is enough: the commit
+                # is in the server's memory at once; waiting for its WAL flush only
+                # guards against the database server itself crashing.
+                await conn.execute(text("SET LOCAL synchronous_commit = off"))
 
             async def write(rows: list[dict[str, Any]], **values: Any) -> None:
                 nonlocal changed
@@ -647,6 +699,7 @@ class Ledger:
                 count(d.status == DeliveryStatus.FAILED),
                 count(or_(d.was_uncertain.is_(True), d.status == DeliveryStatus.UNCERTAIN)),
                 count(d.status == DeliveryStatus.SKIPPED),
+                count(and_(d.status == DeliveryStatus.SKIPPED, d.last_error == "stale")),
             )
             .select_from(alerts.outerjoin(deliveries, d.alert_id == alerts.c.id))
             .group_by(alerts.c.id)
@@ -689,5 +742,8 @@ class Ledger:
                 select(alerts.c.status, func.count()).group_by(alerts.c.status)
             )
             by_state = {str(s): int(n) for s, n in rows}
+            stale_skipped = d.status == DeliveryStatus.SKIPPED, d.last_error == "stale"
+            query = select(func.count()).select_from(deliveries).where(*stale_skipped)
+            stale = (await conn.execute(query)).scalar_one()
         age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else None
-        return LedgerCounts(by_status, int(depth), int(uncertain), age, by_state)
+        return LedgerCounts(by_status, int(depth), int(uncertain), age, by_state, int(stale))

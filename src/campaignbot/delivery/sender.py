@@ -1,9 +1,16 @@
 """The sender: claims due deliveries, renders and hands them to the transport, records outcomes.
 
-Crash bound: a sender holds at most one claimed batch (`batch_size`) at a time and
-records outcomes every CHUNK_SIZE deliveries while it sends. After a crash (kill -9)
-only deliveries the server accepted but the ledger had not yet recorded can go out
-twice: never more than one batch, in practice about CHUNK_SIZE + 3 x MAX_CONNECTIONS.
+Crash bound: each connection's outcome is committed (group commit, shared by the
+connections) before that connection is handed its next message. After a crash
+(kill -9) only messages the server accepted and whose commit had not returned can go
+out twice: at most one per connection, so at most MAX_CONNECTIONS. Claimed messages
+not yet handed over are not duplicates: after the lease expires they are sent once.
+
+Stale guard: right before a message is rendered, a reminder whose event has started
+is skipped (reason `stale`); only the '0' reminder's first attempt may still go out
+within `stale_after` of the start (campaign/firing.py). Relative wording is computed
+from the moment of rendering: a '1d' reminder delayed until 3 hours before its event
+is rendered as a '3h' one.
 """
 
 from __future__ import annotations
@@ -18,9 +25,11 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from campaignbot.campaign.firing import SkipReason, is_stale, lead_label
 from campaignbot.campaign.model import Campaign, Event, Status
-from campaignbot.campaign.planning import event_deadline
+from campaignbot.campaign.planning import event_start
 from campaignbot.delivery.event_state import EventState
+from campaignbot.delivery.group_commit import GroupCommit
 from campaignbot.delivery.ledger import (
     Claim,
     Failed,
@@ -101,6 +110,8 @@ class _Batch:
         self.unflushed: list[Outcome] = []  # decided but not yet written to the ledger
         self.consecutive_down = 0
         self.down_error: DeliveryError | None = None
+        #: recording failed (the database): hand nothing more to the transport
+        self.halted: BaseException | None = None
 
     def unrecorded(self) -> list[int]:
         return [c.delivery_id for c in self.claims if c.delivery_id not in self.outcomes]
@@ -209,33 +220,48 @@ class Sender:
         }
         removed = await self._event_state.snapshots(gone) if gone else {}
         send_at = campaign.campaign.send_at
-        deadlines = {e.id: event_deadline(e, send_at) for e in campaign.events}
+        starts = {e.id: event_start(e, send_at) for e in campaign.events}
+        stale_after = campaign.campaign.stale_after_duration
         sender = campaign.campaign.sender_address.addr_spec
         workers_n = max(1, self._smtp.max_connections)
         queue: asyncio.Queue[tuple[Claim, Wire] | None] = asyncio.Queue(2 * workers_n)
 
-        def done(claim: Claim, outcome: Outcome) -> None:
+        def done(claim: Claim, outcome: Outcome, *, unflushed: bool = True) -> None:
             batch.outcomes[claim.delivery_id] = outcome
-            batch.unflushed.append(outcome)
+            if unflushed:
+                batch.unflushed.append(outcome)
             self.stats.count(outcome)
             if on_outcome is not None:
                 on_outcome(claim, outcome)
 
+        commits: GroupCommit[Outcome] = GroupCommit(self._record_group)
+
         async def work() -> None:
             while (item := await queue.get()) is not None:
                 claim, message = item
-                if stop.is_set():
+                if stop.is_set() or batch.halted is not None:
                     continue  # left unrecorded: released below
                 if batch.down_error is not None:
                     done(claim, self._temporary(claim, batch.down_error))
                     continue
-                done(claim, await self._deliver(batch, claim, message, sender))
+                outcome = await self._deliver(batch, claim, message, sender)
+                done(claim, outcome, unflushed=False)
+                try:
+                    # durable before this connection takes its next message: the crash bound
+                    await commits.submit(outcome)
+                except Exception as err:
+                    logger.exception(
+                        "sender: cannot record outcomes; stopping this batch",
+                        extra={"action": "record_failed"},
+                    )
+                    batch.outcomes.pop(claim.delivery_id, None)
+                    batch.halted = err
 
         workers = [asyncio.create_task(work()) for _ in range(workers_n)]
         renewer = asyncio.create_task(self._renew_lease(batch))
         try:
             for chunk in _chunks(batch.claims, CHUNK_SIZE):
-                if stop.is_set():
+                if stop.is_set() or batch.halted is not None:
                     break
                 # opt-out is checked again right before this chunk is handed over
                 statuses = await self.ledger.subscriber_statuses(c.subscriber_id for c in chunk)
@@ -249,13 +275,13 @@ class Sender:
                     event = events.get(claim.event_id)
                     if event is None and claim.kind == AlertKind.NOTICE:
                         event = removed.get(claim.event_id)
-                    reason = self._skip_reason(claim, statuses, event, deadlines, now)
+                    reason = self._skip_reason(claim, statuses, event, starts, stale_after, now)
                     if reason is not None:
                         done(claim, Skipped(claim.delivery_id, reason))
                         continue
                     assert event is not None  # a claim without one was skipped
                     try:
-                        message = self._render(renderer, event, claim, now)
+                        message = self._render(renderer, event, claim, starts, now)
                     except Exception as err:
                         logger.exception(
                             "%s: %s: cannot render",
@@ -283,6 +309,9 @@ class Sender:
                 await renewer
             await self._finish(batch)
 
+    async def _record_group(self, outcomes: Sequence[Outcome]) -> None:
+        await self.ledger.record(outcomes, now=self._clock())
+
     async def _flush(self, batch: _Batch) -> None:
         outcomes, batch.unflushed = batch.unflushed, []
         await self.ledger.record(outcomes, now=self._clock())
@@ -308,7 +337,8 @@ class Sender:
         claim: Claim,
         statuses: dict[int, str],
         event: Event | None,
-        deadlines: dict[str, datetime],
+        starts: dict[str, datetime],
+        stale_after: timedelta,
         now: datetime,
     ) -> str | None:
         status = statuses.get(claim.subscriber_id, "removed")
@@ -319,11 +349,25 @@ class Sender:
         if claim.kind == AlertKind.ALERT:
             if event.status is not Status.SCHEDULED:
                 return f"event {event.status.value}"
-            if now >= deadlines[event.id]:
-                return "event has happened"
+            first_attempt = claim.attempts <= 1 and not claim.was_uncertain
+            if is_stale(
+                claim.reminder,
+                starts[event.id],
+                now=now,
+                first_attempt=first_attempt,
+                stale_after=stale_after,
+            ):
+                return SkipReason.STALE.value
         return None
 
-    def _render(self, renderer: Renderer, event: Event, claim: Claim, now: datetime) -> Wire:
+    def _render(
+        self,
+        renderer: Renderer,
+        event: Event,
+        claim: Claim,
+        starts: dict[str, datetime],
+        now: datetime,
+    ) -> Wire:
         to = _recipient(claim)
         if claim.kind == AlertKind.NOTICE:
             return renderer.wire_notice(
@@ -334,7 +378,9 @@ class Sender:
                 sequence=claim.sequence,
                 previous_when=claim.previous_when,
             )
-        return renderer.wire_alert(event, claim.reminder, to, now=now, sequence=claim.sequence)
+        # the wording follows the real lead at this moment, not the planned one
+        reminder = lead_label(claim.reminder, starts[event.id], now=now)
+        return renderer.wire_alert(event, reminder, to, now=now, sequence=claim.sequence)
 
     async def _deliver(self, batch: _Batch, claim: Claim, message: Wire, sender: str) -> Outcome:
         started = time.perf_counter()

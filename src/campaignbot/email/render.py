@@ -366,8 +366,7 @@ class Renderer:
         if hit is not None and hit[0] is event:
             return hit[1]  # type: ignore[no-any-return]
         default = self.campaign.campaign.default_locale
-        moment = _in_zone(event.when, event)
-        when = format_when(moment, self._locale(fmt), self._zone(to.timezone))
+        when = format_when(event.when, self._locale(fmt), self._zone(to.timezone))
         action = None
         if event.action is not None:
             action = ActionView(localize(event.action.text, to.locale, default), event.action.url)
@@ -404,8 +403,7 @@ class Renderer:
     ) -> When | None:
         if moment is None:
             return None
-        local = _in_zone(moment, event)
-        return format_when(local, self._locale(fmt), self._zone(to.timezone))
+        return format_when(moment, self._locale(fmt), self._zone(to.timezone))
 
     def _locale(self, name: str) -> Locale:
         return babel_locale(name, self.campaign.campaign.default_locale)
@@ -675,13 +673,6 @@ def _list_unsubscribe(url: str) -> Header:
 def missing_template(folder: Path, kind: str, part: str, default: str) -> Problem:
     name = folder / kind / f"{default}.{part}.j2"
     return Problem(str(name), "", f"missing (every locale falls back to {default!r})")
-
-
-def _in_zone(moment: datetime | date, event: Event) -> datetime | date:
-    """A local (naive) event time is wall time in the event's own zone."""
-    if isinstance(moment, datetime) and moment.tzinfo is None:
-        return moment.replace(tzinfo=event.timezone)
-    return moment
 
 
 def _aware(moment: datetime) -> datetime:
