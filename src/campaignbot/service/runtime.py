@@ -440,9 +440,17 @@ class Service:
 
     async def _reloader(self) -> None:
         """Applies reload requests one at a time; a failure is logged, never lost."""
-        while True:
-            reason = await self._reload_requests.get()
-            await self._safe_reload(reason)
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            while not self._stop.is_set():
+                request = asyncio.ensure_future(self._reload_requests.get())
+                await asyncio.wait([request, stopping], return_when=asyncio.FIRST_COMPLETED)
+                if not request.done():
+                    request.cancel()
+                    break
+                await self._safe_reload(request.result())
+        finally:
+            stopping.cancel()
 
     async def _safe_reload(self, reason: str) -> None:
         try:
