@@ -15,14 +15,9 @@ from campaignbot.service.runtime import Service
 from campaignbot.storage.states import DeliveryStatus
 from tests.campaign_files import event_toml, write_campaign
 from tests.clock import FakeClock
-from tests.integration.test_service import (  # noqa: F401 (fixtures)
-    ServiceFactory,
-    add_subscribers,
-    clock,
-    make_service,
-    recipients,
-    settle,
-)
+from tests.integration.test_service import ServiceFactory, add_subscribers, recipients, settle
+
+# the fixtures `clock` and `make_service` are test_service's (see tests/integration/conftest.py)
 
 ADA = ("ada@example.org", "en", "FI")
 
@@ -53,7 +48,9 @@ async def test_downtime_across_the_start_sends_no_missed_reminder(
 ) -> None:
     # the service comes back 30 s after the event started: '1m' and '0' were missed
     vote = clock() - timedelta(seconds=30)
-    service = await make_service(event_toml("vote", vote, reminders=["1m", "0"]), subscribers=(ADA,))
+    service = await make_service(
+        event_toml("vote", vote, reminders=["1m", "0"]), subscribers=(ADA,)
+    )
     await settle(service)
     assert recipients(service) == []
     assert await statuses(service) == {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from datetime import date, datetime, time, timedelta
@@ -128,7 +129,7 @@ def _localized(value: object) -> dict[str, str]:
         table = {}
         for key, text in value.items():
             if not isinstance(text, str):
-                raise ValueError(f"{key}: must be a string")
+                raise ValueError(f"{_key(key)}: must be a string")
             table[key if key == "" else _locale(key)] = text  # "": any locale
     else:
         raise ValueError("must be a string or a table of locale = string")
@@ -416,8 +417,20 @@ def _place(loc: tuple[int | str, ...]) -> str:
         elif part.startswith(("function-", "lambda")) or part in ("str", "dict[str,str]"):
             continue  # pydantic's internal validator names say nothing to an organizer
         else:
+            part = _key(part)
             place += f".{part}" if place else part
     return place
+
+
+def _key(name: str) -> str:
+    """A key as written in TOML; quoted and escaped when it is not a plain word.
+
+    A quoted TOML key may hold any character (`"\r" = 1`): printed raw it would break
+    the one-line error.
+    """
+    if name and name.isprintable() and not any(c in name for c in " .\"'[]"):
+        return name
+    return json.dumps(name)
 
 
 def _message(error: Any) -> str:
@@ -465,7 +478,7 @@ def parse_campaign(data: dict[str, Any], *, source: str) -> Campaign:
     raw_events = data.get("events", [])
     for key in data:
         if key not in ("campaign", "events"):
-            problems.append(Problem(source, key, "unknown key"))
+            problems.append(Problem(source, _key(key), "unknown key"))
     if not isinstance(raw_events, list):
         problems.append(Problem(source, "events", "must be an array of tables [[events]]"))
         raw_events = []
