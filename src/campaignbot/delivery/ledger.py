@@ -77,6 +77,9 @@ class Claim:
     attempts: int  # including the one now starting
     created_at: datetime
     was_uncertain: bool
+    #: an earlier attempt failed (retry or uncertain); False for a first attempt, also
+    #: one taken over from a crashed sender (its claim counted an attempt it never made)
+    failed_before: bool
     alert_id: int
     alert_key: str
     event_id: str
@@ -443,6 +446,7 @@ class Ledger:
                     deliveries.c.attempts,
                     deliveries.c.created_at,
                     deliveries.c.was_uncertain,
+                    deliveries.c.last_error.is_not(None).label("failed_before"),
                     alerts.c.id.label("alert_id"),
                     alerts.c.key.label("alert_key"),
                     alerts.c.event_id,

@@ -349,7 +349,7 @@ class Sender:
         if claim.kind == AlertKind.ALERT:
             if event.status is not Status.SCHEDULED:
                 return f"event {event.status.value}"
-            first_attempt = claim.attempts <= 1 and not claim.was_uncertain
+            first_attempt = not claim.failed_before and not claim.was_uncertain
             if is_stale(
                 claim.reminder,
                 starts[event.id],
