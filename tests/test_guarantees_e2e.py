@@ -82,7 +82,9 @@ def alert_states(url: str) -> dict[str, tuple[str, int, int, int]]:
             summary = await Ledger(db, owner="test").status_summary(now=datetime.now(UTC))
         finally:
             await db.dispose()
-        return {a.key: (a.status, a.sent, a.skipped, a.stale) for a in summary.alerts}
+        return {
+            a.key: (a.status, a.sent, a.skipped, getattr(a, "stale", -1)) for a in summary.alerts
+        }
 
     return asyncio.run(read())
 

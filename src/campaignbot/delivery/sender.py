@@ -131,6 +131,7 @@ class Sender:
         batch_size: int = BATCH_SIZE,
         poll_s: float = POLL_S,
         rand: Callable[[], float] = random.random,
+        durable_each: bool = True,
     ) -> None:
         self.ledger = ledger
         self.transport = transport
@@ -143,6 +144,9 @@ class Sender:
         self._batch_size = batch_size
         self._poll_s = poll_s
         self._rand = rand
+        #: False only to measure what the crash bound costs (benchmarks/bench_durability.py):
+        #: outcomes are then written every CHUNK_SIZE, and a crash may repeat that many
+        self._durable_each = durable_each
         self._wake = asyncio.Event()
         #: alerts worked on since their completion was last checked (id -> key)
         self._touched: dict[int, str] = {}
@@ -245,7 +249,9 @@ class Sender:
                     done(claim, self._temporary(claim, batch.down_error))
                     continue
                 outcome = await self._deliver(batch, claim, message, sender)
-                done(claim, outcome, unflushed=False)
+                done(claim, outcome, unflushed=not self._durable_each)
+                if not self._durable_each:
+                    continue
                 try:
                     # durable before this connection takes its next message: the crash bound
                     await commits.submit(outcome)
