@@ -8,8 +8,13 @@ tests/test_guarantees_e2e.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import OperationalError
 
 from campaignbot.service.runtime import Service
 from campaignbot.storage.states import DeliveryStatus
@@ -169,3 +174,63 @@ async def test_a_correction_keeping_the_displayed_time_sends_no_notice_and_90_s_
     assert messages[1].message["To"] == "ada@example.org"
     summary = await service.ledger.status_summary(now=clock())
     assert {a.key for a in summary.alerts} == {"vote:1d", "vote:notice:1"}
+
+
+async def test_a_failed_wake_up_is_logged_shown_by_healthz_and_the_next_one_fires(
+    make_service: ServiceFactory,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    vote = clock() + timedelta(days=1, hours=1)
+    service = await make_service(event_toml("vote", vote, reminders=["1d"]), subscribers=(ADA,))
+    real_fire = service.ledger.fire_alert
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(service.ledger, "fire_alert", broken)
+    clock.advance(hours=1, minutes=1)
+    with caplog.at_level(logging.ERROR):
+        await service.tick("alert vote:1d due")  # does not raise: the service keeps running
+    assert "tick (alert vote:1d due) failed" in caplog.text
+    ok, report = await service.health.report()
+    assert not ok
+    assert report["tick"]["last_error"]["wake_up"] == "alert vote:1d due"
+    assert "database is locked" in report["tick"]["last_error"]["error"]
+
+    monkeypatch.setattr(service.ledger, "fire_alert", real_fire)
+    await service.tick("reconcile tick")  # the next wake-up, whichever it is
+    await settle(service)
+    assert recipients(service) == ["ada@example.org"]
+    assert service.last_tick_error is None
+
+
+async def test_a_database_error_during_a_reload_keeps_the_service_running(
+    make_service: ServiceFactory,
+    clock: FakeClock,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    service = await make_service(event_toml("vote", clock() + timedelta(days=3)))
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(service.events, "record", broken)
+    write_campaign(
+        tmp_path / "campaign.toml",
+        event_toml("vote", clock() + timedelta(days=3)),
+        event_toml("pl-vote", clock() + timedelta(days=2)),
+    )
+    with caplog.at_level(logging.INFO):
+        service.request_reload("SIGHUP")  # as the signal handler does: awaited by the reloader
+        for _ in range(100):
+            if "config reloaded (SIGHUP)" in caplog.text:
+                break
+            await asyncio.sleep(0.05)
+    assert "change notices could not be recorded" in caplog.text
+    assert "config reloaded (SIGHUP)" in caplog.text
+    assert "pl-vote:1d" in service.scheduler.jobs()
+    assert all(not t.done() for t in service._tasks), service._tasks  # nothing stopped

@@ -35,7 +35,9 @@ def _as_json(alert: AlertStatus) -> dict[str, object]:
         "failed": alert.failed,
         "uncertain": alert.uncertain,
         "skipped": alert.skipped,
+        "stale": alert.stale,  # of the skipped deliveries: their event had started
         "state": alert.status,
+        "skip_reason": alert.skip_reason,  # a skipped alert: stale, missed or superseded
     }
 
 
@@ -64,8 +66,12 @@ def _print_table(summary: StatusSummary) -> None:
         counts = [alert.sent, alert.pending, alert.retry, alert.failed, alert.uncertain]
         cells = [str(n) if n else "·" for n in counts]
         skipped = str(alert.skipped) if alert.skipped else "·"
+        if alert.stale:
+            skipped += f" ({alert.stale} stale)"
         if alert.status == "skipped":
-            skipped = "missed"  # the whole alert: too late when the service came back
+            # the whole alert: too late when the service came back (stale: after its
+            # event started; missed: beyond catch_up; superseded: a later one went out)
+            skipped = alert.skip_reason or "missed"
         table.add_row(alert.event, _reminder(alert), f"{alert.due:%Y-%m-%d %H:%M}", *cells, skipped)
     console.print(table)
     if summary.oldest_pending_age_s is None:

@@ -154,6 +154,8 @@ class AlertStatus:
     uncertain: int  # deliveries that were uncertain at some point
     skipped: int
     stale: int = 0  # of the skipped: because the event had started
+    #: a skipped alert: why (stale, missed, superseded); None for older rows
+    skip_reason: str | None = None
 
     @property
     def open(self) -> int:
@@ -186,6 +188,30 @@ def _when_from_text(text: str | None) -> datetime | date | None:
     if text is None:
         return None
     return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+
+
+def _alert_status(row: Any) -> AlertStatus:
+    """One `status_summary` row: seven columns, seven counts, the skip reason."""
+    counts = [int(n) for n in row[7:14]]
+    sent, pending, retry, failed, uncertain, skipped, stale = counts
+    key, event, reminder, kind, due, fired_at, status = row[:7]
+    return AlertStatus(
+        key=key,
+        event=event,
+        reminder=reminder,
+        kind=kind,
+        due=due,
+        fired_at=fired_at,
+        status=status,
+        sent=sent,
+        pending=pending,
+        retry=retry,
+        failed=failed,
+        uncertain=uncertain,
+        skipped=skipped,
+        stale=stale,
+        skip_reason=row[14],
+    )
 
 
 def _reply_code(reply: str) -> int | None:
@@ -262,8 +288,14 @@ class Ledger:
         audience = and_(subscribers.c.status == "active", exists(alerted))
         return await self._fire(row, audience, now=now)
 
-    async def skip_alert(self, alert: AlertLike, *, now: datetime, reason: str) -> FireResult:
-        """Record a missed alert as skipped (no deliveries), so `status` shows it."""
+    async def skip_alert(
+        self, alert: AlertLike, *, now: datetime, reason: str, kind: str | None = None
+    ) -> FireResult:
+        """Record a missed alert as skipped (no deliveries), so `status` shows it.
+
+        `kind` is the short reason kept in the row (stale, missed, superseded);
+        `reason` the sentence logged.
+        """
         values = {
             "key": alert.key,
             "event_id": alert.event_id,
@@ -274,6 +306,7 @@ class Ledger:
             "fired_at": now,
             "status": AlertState.SKIPPED,
             "deliveries": 0,
+            "skip_reason": kind,
         }
         async with self.db.engine.begin() as conn:
             created = await self._insert_alert(conn, values)
@@ -704,6 +737,7 @@ class Ledger:
                 count(or_(d.was_uncertain.is_(True), d.status == DeliveryStatus.UNCERTAIN)),
                 count(d.status == DeliveryStatus.SKIPPED),
                 count(and_(d.status == DeliveryStatus.SKIPPED, d.last_error == "stale")),
+                alerts.c.skip_reason,
             )
             .select_from(alerts.outerjoin(deliveries, d.alert_id == alerts.c.id))
             .group_by(alerts.c.id)
@@ -714,7 +748,7 @@ class Ledger:
             rows = (await conn.execute(query)).all()
             first = (await conn.execute(oldest)).scalar()
         return StatusSummary(
-            [AlertStatus(*row[:7], *(int(n) for n in row[7:])) for row in rows],
+            [_alert_status(row) for row in rows],
             (now - first).total_seconds() if first is not None else None,
         )
 

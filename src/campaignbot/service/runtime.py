@@ -324,7 +324,7 @@ class Service:
                 fired = fired or result.created or result.deliveries > 0
             else:
                 result = await self.ledger.skip_alert(
-                    alert, now=now, reason=f"{action.reason}: {action.detail}"
+                    alert, now=now, reason=f"{action.reason}: {action.detail}", kind=action.reason
                 )
                 if result.created:
                     skipped[action.reason] = skipped.get(action.reason, 0) + 1
