@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from campaignbot.campaign.localtime import dst_problem
-from campaignbot.errors import CampaignbotError, ConfigError, Problem
+from campaignbot.errors import ConfigError, InvalidInputError, Problem
 
 _OFFSET_RE = re.compile(r"^(?:0|([1-9][0-9]{0,4})([wdhm]))$")
 _SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
@@ -373,8 +373,8 @@ def _empty() -> str:
     raise ValueError("must not be empty")
 
 
-class UnknownEventError(CampaignbotError):
-    """No event with this id in the campaign."""
+class UnknownEventError(InvalidInputError):
+    """No event with this id in the campaign (bad input: the CLI exits 2)."""
 
 
 class Campaign(_Strict):
