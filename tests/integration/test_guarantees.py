@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -234,3 +234,38 @@ async def test_a_database_error_during_a_reload_keeps_the_service_running(
     assert "config reloaded (SIGHUP)" in caplog.text
     assert "pl-vote:1d" in service.scheduler.jobs()
     assert all(not t.done() for t in service._tasks), service._tasks  # nothing stopped
+
+
+async def test_moving_send_at_sends_no_notice_for_an_all_day_event_but_a_new_date_does(
+    make_service: ServiceFactory, clock: FakeClock, tmp_path: Path
+) -> None:
+    day = (clock() + timedelta(days=3)).date()
+    config = tmp_path / "campaign.toml"
+
+    def all_day(on: object, send_at: str) -> None:
+        write_campaign(
+            config, f'[[events]]\nid = "vote"\ntitle = "Vote"\nwhen = {on}\nreminders = ["2d"]\n'
+        )
+        config.write_text(config.read_text().replace('send_at = "09:00"', f'send_at = "{send_at}"'))
+
+    write_campaign(config)  # no events yet
+    service = await make_service()
+    await add_subscribers(service, clock, ADA)
+    all_day(day, "09:00")
+    assert await service.reload("added")
+    clock.set(
+        datetime.combine(day - timedelta(days=2), datetime.min.time(), tzinfo=UTC)
+        + timedelta(hours=12)
+    )
+    await service.fire_due()
+    await settle(service)
+    messages = service.test_server.messages  # type: ignore[attr-defined]
+    assert len(messages) == 1
+    all_day(day, "08:00")  # the date subscribers read is the same
+    assert await service.reload("send_at moved")
+    await settle(service)
+    assert len(messages) == 1
+    all_day(day + timedelta(days=1), "08:00")
+    assert await service.reload("a day later")
+    await settle(service)
+    assert len(messages) == 2
