@@ -56,7 +56,7 @@ RendererProvider = Callable[[], tuple[Renderer, Campaign]]
 #: called once per delivery with its outcome (the CLI's progress bar)
 OutcomeCallback = Callable[[Claim, Outcome], None]
 
-#: deliveries claimed (and at most in flight) at once; the crash duplicate bound
+#: deliveries claimed at once under one lease (not sent yet: not duplicates after a crash)
 BATCH_SIZE = 500
 #: subscribers' opt-out is re-read for this many deliveries right before sending them
 CHUNK_SIZE = 50
