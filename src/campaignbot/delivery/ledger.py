@@ -545,6 +545,8 @@ class Ledger:
         """
         if not outcomes:
             return 0
+        # rows locked in one order by every writer: no deadlock between transactions
+        outcomes = sorted(outcomes, key=lambda o: o.delivery_id)
         sent = [o for o in outcomes if isinstance(o, Sent)]
         retry = [o for o in outcomes if isinstance(o, Retry)]
         uncertain = [o for o in outcomes if isinstance(o, Uncertain)]

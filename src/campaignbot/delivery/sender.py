@@ -25,6 +25,8 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import DBAPIError
+
 from campaignbot.campaign.firing import SkipReason, is_stale, lead_label
 from campaignbot.campaign.model import Campaign, Event, Status
 from campaignbot.campaign.planning import event_start
@@ -62,6 +64,8 @@ BATCH_SIZE = 500
 CHUNK_SIZE = 50
 #: the service loop looks for due work at least this often, even without a wake-up
 POLL_S = 5.0
+#: how often a failed outcome write is tried before the batch stops
+RECORD_ATTEMPTS = 3
 #: on stop, in-flight sends get this long to finish before they are abandoned (released)
 DRAIN_S = 6.0
 
@@ -148,6 +152,10 @@ class Sender:
         #: outcomes are then written every CHUNK_SIZE, and a crash may repeat that many
         self._durable_each = durable_each
         self._wake = asyncio.Event()
+        #: one ledger write of this sender at a time: outcomes and lease renewals touch the
+        #: same rows, and two transactions locking them in different orders deadlock on
+        #: PostgreSQL (a failed outcome commit would cost a duplicate after a crash)
+        self._write_lock = asyncio.Lock()
         #: alerts worked on since their completion was last checked (id -> key)
         self._touched: dict[int, str] = {}
 
@@ -316,17 +324,36 @@ class Sender:
             await self._finish(batch)
 
     async def _record_group(self, outcomes: Sequence[Outcome]) -> None:
-        await self.ledger.record(outcomes, now=self._clock())
+        await self._record(outcomes)
+
+    async def _record(self, outcomes: Sequence[Outcome]) -> None:
+        """Write outcomes; a transient conflict (deadlock, lock timeout) is tried again."""
+        for attempt in range(1, RECORD_ATTEMPTS + 1):
+            try:
+                async with self._write_lock:
+                    await self.ledger.record(outcomes, now=self._clock())
+                return
+            except DBAPIError as err:
+                if attempt == RECORD_ATTEMPTS:
+                    raise
+                logger.warning(
+                    "sender: recording %d outcomes failed (%s); trying again",
+                    len(outcomes),
+                    str(err.orig).splitlines()[0] if err.orig else type(err).__name__,
+                    extra={"action": "record_retry"},
+                )
+                await asyncio.sleep(0.05 * attempt)
 
     async def _flush(self, batch: _Batch) -> None:
         outcomes, batch.unflushed = batch.unflushed, []
-        await self.ledger.record(outcomes, now=self._clock())
+        await self._record(outcomes)
 
     async def _finish(self, batch: _Batch) -> None:
         await self._flush(batch)
         unsent = batch.unrecorded()
         if unsent:
-            await self.ledger.release(now=self._clock(), delivery_ids=unsent)
+            async with self._write_lock:
+                await self.ledger.release(now=self._clock(), delivery_ids=unsent)
         self._touched.update((c.alert_id, c.alert_key) for c in batch.claims)
 
     async def _renew_lease(self, batch: _Batch) -> None:
@@ -334,7 +361,10 @@ class Sender:
         interval_s = max(0.2, self._lease_s / 3)
         while True:
             await asyncio.sleep(interval_s)
-            await self.ledger.renew(batch.unrecorded(), now=self._clock(), lease_s=self._lease_s)
+            async with self._write_lock:
+                await self.ledger.renew(
+                    batch.unrecorded(), now=self._clock(), lease_s=self._lease_s
+                )
 
     # -- one delivery ------------------------------------------------------------
 
