@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 
 from campaignbot.campaign.model import (
     Campaign,
+    UnknownEventError,
     load_campaign,
     localize,
     parse_campaign,
@@ -83,6 +86,27 @@ def _problems(tmp_path: Path, text: str) -> list[str]:
         ("when = 2030-01-01", 'when = "2030-13-45"', "events[0].when: bad date '2030-13-45'"),
         ('name = "Stay', 'nmae = "Stay', "campaign.nmae: unknown key"),
         ('timezone = "Europe/Helsinki"\n\n', "\n", "campaign.timezone: missing"),
+        (
+            "when = 2030-06-17T10:00:00",
+            "when = 2027-03-28T03:30:00",
+            (
+                "events[1].when: 03:30 does not exist in Europe/Helsinki on 2027-03-28: "
+                "clocks jump from 03:00 to 04:00"
+            ),
+        ),
+        (
+            "when = 2030-06-17T10:00:00",
+            "when = 2026-10-25T03:30:00",
+            (
+                "events[1].when: 03:30 happens twice in Europe/Helsinki on 2026-10-25: "
+                "write +03:00 or +02:00"
+            ),
+        ),
+        (
+            'timezone = "Europe/Helsinki"\n\n',
+            'timezone = "Europe/Helsinki"\nsend_at = "03:30"\nreminders = ["1d", "0"]\n\n',
+            "events[0].when: send_at 03:30 does not exist in Europe/Helsinki on 2027-03-28",
+        ),
     ],
     ids=[
         "unknown-zone",
@@ -95,12 +119,17 @@ def _problems(tmp_path: Path, text: str) -> list[str]:
         "bad-date",
         "campaign-unknown-key",
         "missing-campaign-zone",
+        "when-in-dst-gap",
+        "when-in-dst-fold",
+        "send-at-in-dst-gap",
     ],
 )
 def test_broken_campaign_gives_one_line_errors(
     tmp_path: Path, old: str, new: str, expected: str
 ) -> None:
     text = (MINIMAL + '"""').replace(old, new, 1).removesuffix('"""')
+    if "send_at" in new:  # the all-day event on the day after the spring DST change
+        text = text.replace("when = 2030-01-01", "when = 2027-03-29")
     assert text != MINIMAL
     problems = _problems(tmp_path, text)
     assert any(expected in p for p in problems), problems
@@ -214,3 +243,36 @@ def test_bad_campaign_texts_are_one_line_errors(keys: dict[str, object], message
     with pytest.raises(ConfigError) as err:
         _campaign_with(**keys)
     assert str(err.value).startswith(message)
+
+
+def test_an_offset_datetime_in_a_dst_fold_is_fine(tmp_path: Path) -> None:
+    path = tmp_path / "campaign.toml"
+    path.write_text(MINIMAL.replace("2030-06-17T10:00:00", "2026-10-25T03:30:00+02:00"))
+    (_, event) = load_campaign(path).events
+    assert event.when.utcoffset() == timedelta(hours=2)  # type: ignore[union-attr]
+
+
+def test_a_local_when_is_zone_aware_after_validation(tmp_path: Path) -> None:
+    path = tmp_path / "campaign.toml"
+    path.write_text(MINIMAL)
+    (_, event) = load_campaign(path).events
+    assert event.when == datetime(2030, 6, 17, 10, 0, tzinfo=ZoneInfo("Europe/Helsinki"))
+    assert event.when.tzinfo is not None  # type: ignore[union-attr]
+
+
+def test_campaign_that_is_not_a_table_is_one_line(tmp_path: Path) -> None:
+    problems = _problems(tmp_path, 'campaign = "x"\n')
+    assert problems == [f"{tmp_path / 'campaign.toml'}: campaign: must be a table [campaign]"]
+
+
+def test_an_unknown_event_is_a_domain_error(tmp_path: Path) -> None:
+    path = tmp_path / "campaign.toml"
+    path.write_text(MINIMAL)
+    with pytest.raises(UnknownEventError, match="unknown event 'zz'"):
+        load_campaign(path).event("zz")
+
+
+def test_stale_after_defaults_to_15_minutes(tmp_path: Path) -> None:
+    path = tmp_path / "campaign.toml"
+    path.write_text(MINIMAL)
+    assert load_campaign(path).campaign.stale_after_duration == timedelta(minutes=15)

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
 
+from campaignbot.campaign.firing import Fire, due_actions
 from campaignbot.campaign.model import Event, Status
-from campaignbot.campaign.planning import PlannedAlert, alerts_for_event, event_start, may_fire_late
+from campaignbot.campaign.planning import PlannedAlert, alerts_for_event, event_start
 
 
 class ChangeKind(StrEnum):
@@ -87,19 +88,12 @@ def _goes_out(
     catch_up: timedelta,
     send_at: time,
 ) -> set[str]:
-    """Of the alerts, those that will go out: future ones, and per event the latest
-    overdue one still within catch-up (the service's catch-up rule)."""
+    """Of the alerts, those that will go out: future ones, and the overdue ones the
+    service would still fire (the same pure rule as its tick: `firing.due_actions`)."""
     out = {key for key, alert in alerts.items() if alert.due_utc > now}
-    latest: dict[str, PlannedAlert] = {}
-    for alert in alerts.values():
-        if alert.due_utc <= now and (
-            alert.event_id not in latest or alert.due_utc > latest[alert.event_id].due_utc
-        ):
-            latest[alert.event_id] = alert
-    for alert in latest.values():
-        event = events[alert.event_id]
-        if may_fire_late(alert, event, now=now, catch_up=catch_up, send_at=send_at):
-            out.add(alert.key)
+    starts = {event_id: event_start(event, send_at) for event_id, event in events.items()}
+    actions = due_actions(alerts.values(), starts, (), now=now, catch_up=catch_up)
+    out.update(action.alert.key for action in actions if isinstance(action, Fire))
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from datetime import date, datetime, time, timedelta
@@ -25,7 +26,8 @@ from pydantic import (
     model_validator,
 )
 
-from campaignbot.errors import ConfigError, Problem
+from campaignbot.campaign.localtime import dst_problem
+from campaignbot.errors import ConfigError, InvalidInputError, Problem
 
 # fullmatch everywhere: `$` also matches before a final "\n", which would put a bare LF
 # into a mail header (an event id is an attachment file name)
@@ -132,7 +134,7 @@ def _localized(value: object) -> dict[str, str]:
         table = {}
         for key, text in value.items():
             if not isinstance(text, str):
-                raise ValueError(f"{key}: must be a string")
+                raise ValueError(f"{_key(key)}: must be a string")
             table[key if key == "" else _locale(key)] = text  # "": any locale
     else:
         raise ValueError("must be a string or a table of locale = string")
@@ -271,10 +273,21 @@ class Event(_Strict):
                     "2025-06-17T10:00:00 or 2025-06-17"
                 ) from None
         if isinstance(value, datetime):
-            if value.tzinfo is None and "timezone" not in info.data:
-                # the zone itself failed; its error is reported on `timezone`
-                raise ValueError("a local date and time needs a valid time zone")
-            return value
+            zone = info.data.get("timezone")
+            if not isinstance(zone, ZoneInfo):
+                if value.tzinfo is None:
+                    # the zone itself failed; its error is reported on `timezone`
+                    raise ValueError("a local date and time needs a valid time zone")
+                return value
+            if value.tzinfo is None:
+                # The one place a local time meets its zone: from here on `when` is
+                # aware, and nobody re-zones it. A time in a DST gap or fold is refused
+                # rather than guessed (it would move every reminder by the jump).
+                problem = dst_problem(value, zone)
+                if problem is not None:
+                    raise ValueError(problem)
+                return value.replace(tzinfo=zone)
+            return value.astimezone(zone)
         if isinstance(value, date):
             return value
         raise ValueError(f"must be a date or date-time, got {value!r}")
@@ -304,14 +317,6 @@ class Event(_Strict):
     @property
     def all_day(self) -> bool:
         return not isinstance(self.when, datetime)
-
-    @property
-    def local_date(self) -> date:
-        return (
-            self.when.astimezone(self.timezone).date()
-            if isinstance(self.when, datetime)
-            else self.when
-        )
 
     @property
     def length(self) -> timedelta:
@@ -346,6 +351,8 @@ class CampaignInfo(_Strict):
     send_at: time = time(9, 0)
     reminders: tuple[OffsetField, ...] = (parse_offset("7d"), parse_offset("1d"), parse_offset("0"))
     catch_up: OffsetField = parse_offset("6h")
+    #: how long after its event's start the '0' reminder may finish its first attempts
+    stale_after: OffsetField = parse_offset("15m")
     topics: tuple[Annotated[str, AfterValidator(_topic)], ...] = ()
 
     _names = field_validator("names", mode="before")(lambda v: _localized(v))
@@ -363,7 +370,7 @@ class CampaignInfo(_Strict):
     _reminders = field_validator("reminders", mode="before")(
         lambda v: [_offset(x) for x in v] if isinstance(v, list | tuple) else v
     )
-    _catch_up = field_validator("catch_up", mode="before")(_offset)
+    _catch_up = field_validator("catch_up", "stale_after", mode="before")(_offset)
 
     @field_validator("send_at", mode="before")
     @classmethod
@@ -422,11 +429,19 @@ class CampaignInfo(_Strict):
     def catch_up_duration(self) -> timedelta:
         return timedelta(days=self.catch_up.days) + self.catch_up.duration
 
+    @property
+    def stale_after_duration(self) -> timedelta:
+        return timedelta(days=self.stale_after.days) + self.stale_after.duration
+
 
 def _one_line(table: dict[str, str]) -> dict[str, str]:
     if any("\n" in text or "\t" in text for text in table.values()):
         raise ValueError("must be one line")
     return table
+
+
+class UnknownEventError(InvalidInputError):
+    """No event with this id in the campaign (bad input: the CLI exits 2)."""
 
 
 class Campaign(_Strict):
@@ -440,7 +455,7 @@ class Campaign(_Strict):
             if event.id == event_id:
                 return event
         known = ", ".join(e.id for e in self.events)
-        raise KeyError(f"unknown event {event_id!r} (known: {known})")
+        raise UnknownEventError(f"unknown event {event_id!r} (known: {known})")
 
     @property
     def locales(self) -> list[str]:
@@ -469,8 +484,20 @@ def _place(loc: tuple[int | str, ...]) -> str:
         elif part.startswith(("function-", "lambda")) or part in ("str", "dict[str,str]"):
             continue  # pydantic's internal validator names say nothing to an organizer
         else:
+            part = _key(part)
             place += f".{part}" if place else part
     return place
+
+
+def _key(name: str) -> str:
+    """A key as written in TOML; quoted and escaped when it is not a plain word.
+
+    A quoted TOML key may hold any character (`"\r" = 1`): printed raw it would break
+    the one-line error.
+    """
+    if name and name.isprintable() and not any(c in name for c in " .\"'[]"):
+        return name
+    return json.dumps(name)
 
 
 def _message(error: Any) -> str:
@@ -484,25 +511,48 @@ def _message(error: Any) -> str:
     return msg[0].lower() + msg[1:]
 
 
+def _send_at_problems(
+    event: Event, info: CampaignInfo, *, source: str, index: int
+) -> list[Problem]:
+    """An all-day event's reminders land at `send_at` local time on their days: each must exist once."""
+    if isinstance(event.when, datetime):
+        return []
+    days = sorted({event.when - timedelta(days=o.days) for o in event.reminders}, reverse=True)
+    problems = []
+    for day in days:
+        problem = dst_problem(datetime.combine(day, info.send_at), event.timezone)
+        if problem is not None:
+            problems.append(
+                Problem(source, f"events[{index}].when", f"send_at {problem}; move send_at")
+            )
+    return problems
+
+
 def parse_campaign(data: dict[str, Any], *, source: str) -> Campaign:
     """Validate a decoded campaign file; every problem becomes one `Problem`."""
     problems: list[Problem] = []
     info: CampaignInfo | None = None
     raw_campaign = data.get("campaign")
-    try:
-        info = CampaignInfo.model_validate(raw_campaign if raw_campaign is not None else {})
-    except ValidationError as err:
-        for e in err.errors():
-            problems.append(Problem(source, _place(("campaign", *e["loc"])), _message(e)))
+    if raw_campaign is not None and not isinstance(raw_campaign, dict):
+        # `campaign = "x"`: not a table, so nothing inside it can be read
+        problems.append(Problem(source, "campaign", "must be a table [campaign]"))
+    else:
+        try:
+            info = CampaignInfo.model_validate(raw_campaign if raw_campaign is not None else {})
+        except ValidationError as err:
+            for e in err.errors():
+                problems.append(Problem(source, _place(("campaign", *e["loc"])), _message(e)))
     raw_events = data.get("events", [])
     for key in data:
         if key not in ("campaign", "events"):
-            problems.append(Problem(source, key, "unknown key"))
+            problems.append(Problem(source, _key(key), "unknown key"))
     if not isinstance(raw_events, list):
         problems.append(Problem(source, "events", "must be an array of tables [[events]]"))
         raw_events = []
     context: dict[str, Any] = {
-        "timezone": info.timezone if info else data.get("campaign", {}).get("timezone"),
+        "timezone": info.timezone
+        if info
+        else (raw_campaign.get("timezone") if isinstance(raw_campaign, dict) else None),
         "reminders": list(info.reminders) if info else ["0"],
     }
     events: list[Event] = []
@@ -527,6 +577,8 @@ def parse_campaign(data: dict[str, Any], *, source: str) -> Campaign:
                 )
             )
         seen.setdefault(event.id, index)
+        if info is not None:
+            problems.extend(_send_at_problems(event, info, source=source, index=index))
         events.append(event)
     if problems or info is None:
         raise ConfigError(problems)

@@ -39,9 +39,7 @@ def _wall(day: date, at: time, zone: ZoneInfo) -> datetime:
 def event_start(event: Event, send_at: time) -> datetime:
     """The instant the "0" reminder fires: the event time, or `send_at` on an all-day date."""
     if isinstance(event.when, datetime):
-        if event.when.tzinfo is None:
-            return event.when.replace(tzinfo=event.timezone).astimezone(UTC)
-        return event.when.astimezone(UTC)
+        return event.when.astimezone(UTC)  # aware since validation
     return _wall(event.when, send_at, event.timezone).astimezone(UTC)
 
 
@@ -95,12 +93,3 @@ def plan_alerts(
         if alert.due_utc >= since and (until is None or alert.due_utc < until)
     ]
     return sorted(planned)
-
-
-def may_fire_late(
-    alert: PlannedAlert, event: Event, *, now: datetime, catch_up: timedelta, send_at: time
-) -> bool:
-    """Whether a due alert may still go out at `now` (within catch-up, before the event)."""
-    if now < alert.due_utc:
-        return False
-    return now <= alert.due_utc + max(catch_up, LATE_GRACE) and now < event_deadline(event, send_at)

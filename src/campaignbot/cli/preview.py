@@ -16,10 +16,7 @@ from campaignbot.errors import InvalidInputError
 
 
 def _event(campaign: Campaign, event_id: str) -> Event:
-    try:
-        return campaign.event(event_id)
-    except KeyError as err:
-        raise InvalidInputError(str(err.args[0])) from None
+    return campaign.event(event_id)  # UnknownEventError: bad input, exit 2
 
 
 def _reminder(event: Event, reminder: str | None) -> str:

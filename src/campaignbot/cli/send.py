@@ -41,10 +41,7 @@ EXIT_FAILURE = 1
 
 
 def _event(campaign: Campaign, event_id: str) -> Event:
-    try:
-        return campaign.event(event_id)
-    except KeyError as err:
-        raise InvalidInputError(str(err.args[0])) from None
+    return campaign.event(event_id)  # UnknownEventError: bad input, exit 2
 
 
 def _check_reminder(event: Event, reminder: str) -> None:

@@ -47,7 +47,9 @@ def _as_json(alert: AlertStatus) -> dict[str, object]:
         "skipped": alert.skipped,
         "bounced": alert.bounced,
         "complained": alert.complained,
+        "stale": alert.stale,  # of the skipped deliveries: their event had started
         "state": alert.status,
+        "skip_reason": alert.skip_reason,  # a skipped alert: stale, missed or superseded
     }
 
 
@@ -69,17 +71,20 @@ def _print_ledger(console: Console, summary: StatusSummary) -> None:
     table.add_column("event", no_wrap=True)
     table.add_column("reminder", no_wrap=True)
     table.add_column("due (UTC)", no_wrap=True)
-    for name in ("sent", "pending", "retry", "failed", "uncertain", "skipped", "bounced", "compl."):
+    columns = ("sent", "pending", "retry", "failed", "uncertain", "skipped", "stale", "bounced")
+    for name in (*columns, "compl."):
         table.add_column(name, justify="right")
     table.add_column("state", no_wrap=True)
     for alert in summary.alerts:
         counts = [alert.sent, alert.pending, alert.retry, alert.failed, alert.uncertain]
-        cells = [str(n) if n else "·" for n in [*counts, alert.skipped]]
-        later = [str(n) if n else "·" for n in (alert.bounced, alert.complained)]
-        # the words go in their own column: numeric columns hold numbers only
-        state = "missed (too late)" if alert.status == "skipped" else alert.status
+        counts += [alert.skipped, alert.stale, alert.bounced, alert.complained]
+        cells = [str(n) if n else "·" for n in counts]
+        # the words go in their own column: numeric columns hold numbers only (a whole
+        # alert skipped: stale after its event started, missed beyond catch_up,
+        # superseded when a later reminder went out)
+        state = (alert.skip_reason or "missed") if alert.status == "skipped" else alert.status
         due = f"{alert.due:%Y-%m-%d %H:%M}"
-        table.add_row(alert.event, _reminder(alert), due, *cells, *later, state)
+        table.add_row(alert.event, _reminder(alert), due, *cells, state)
     console.print(table)
     if summary.oldest_pending_age_s is None:
         console.print("Nothing waiting to be sent.")

@@ -23,12 +23,26 @@ REMOVED = "removed"
 
 
 def fingerprint(event: Event | None, send_at: time) -> str:
-    """What a subscriber would need a notice about: the event's instant and status."""
+    """What a subscriber would need a notice about: the start they read, and the status.
+
+    To the minute (emails show HH:MM: a correction of seconds that keeps the displayed
+    time sends no notice). An all-day event shows only its date, so moving `send_at`
+    sends none either.
+    """
     if event is None:
         return REMOVED
+    if not isinstance(event.when, datetime):
+        return f"day:{event.when.isoformat()}|{event.status.value}"
     start = event_start(event, send_at).astimezone(UTC)
-    kind = "day" if event.all_day else "at"
-    return f"{kind}:{start:%Y-%m-%dT%H:%MZ}|{event.status.value}"
+    return f"at:{start:%Y-%m-%dT%H:%MZ}|{event.status.value}"
+
+
+def _legacy_fingerprint(event: Event | None, send_at: time) -> str | None:
+    """The all-day fingerprint before it became the date alone (send_at in UTC)."""
+    if event is None or isinstance(event.when, datetime):
+        return None
+    start = event_start(event, send_at).astimezone(UTC)
+    return f"day:{start:%Y-%m-%dT%H:%MZ}|{event.status.value}"
 
 
 def describe_change(old: str, new: str) -> str | None:
@@ -44,11 +58,13 @@ def describe_change(old: str, new: str) -> str | None:
     return "rescheduled"
 
 
-def previous_start(old: str) -> datetime | None:
-    """The instant an old fingerprint recorded, for "moved from ..." in notices."""
+def previous_start(old: str) -> datetime | date | None:
+    """The start an old fingerprint recorded, for "moved from ..." in notices."""
     if old == REMOVED:
         return None
     stamp = old.split("|", 1)[0].split(":", 1)[1]
+    if "T" not in stamp:
+        return date.fromisoformat(stamp)
     return datetime.strptime(stamp, "%Y-%m-%dT%H:%MZ").replace(tzinfo=UTC)
 
 
@@ -75,9 +91,7 @@ def _previous_when(old: Event | None, old_fingerprint: str) -> datetime | date |
     """When the event was planned before a change, as the organizer wrote it."""
     if old is None:
         return previous_start(old_fingerprint)
-    if isinstance(old.when, datetime) and old.when.tzinfo is None:
-        return old.when.replace(tzinfo=old.timezone)
-    return old.when
+    return old.when  # aware since validation
 
 
 @dataclass(frozen=True)
@@ -138,6 +152,12 @@ class EventState:
                     event_versions.c.event_id == event_id,
                     event_versions.c.fingerprint == row.fingerprint,
                 )
+                if row.fingerprint == _legacy_fingerprint(event, send_at):
+                    # recorded by an older version: the same event, in today's words
+                    await conn.execute(
+                        update(event_versions).where(unchanged).values(fingerprint=new)
+                    )
+                    continue
                 if new == row.fingerprint:
                     # same date and status; titles or links may still have been edited
                     if event is not None and row.snapshot != (text := snapshot(event)):

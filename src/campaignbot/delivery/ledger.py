@@ -23,6 +23,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -76,6 +77,9 @@ class Claim:
     attempts: int  # including the one now starting
     created_at: datetime
     was_uncertain: bool
+    #: an earlier attempt failed (retry or uncertain); False for a first attempt, also
+    #: one taken over from a crashed sender (its claim counted an attempt it never made)
+    failed_before: bool
     alert_id: int
     alert_key: str
     event_id: str
@@ -152,6 +156,9 @@ class AlertStatus:
     skipped: int
     bounced: int = 0  # accepted, bounced later (no longer counted as sent)
     complained: int = 0  # accepted, reported as spam later
+    stale: int = 0  # of the skipped: because the event had started
+    #: a skipped alert: why (stale, missed, superseded); None for older rows
+    skip_reason: str | None = None
 
     @property
     def open(self) -> int:
@@ -169,6 +176,8 @@ class LedgerCounts:
     uncertain: int
     oldest_open_age_s: float | None
     alerts: dict[str, int]
+    #: deliveries skipped because their event had started (the stale guard)
+    stale: int = 0
 
 
 @dataclass(frozen=True)
@@ -182,6 +191,32 @@ def _when_from_text(text: str | None) -> datetime | date | None:
     if text is None:
         return None
     return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+
+
+def _alert_status(row: Any) -> AlertStatus:
+    """One `status_summary` row: seven columns, nine counts, the skip reason."""
+    counts = [int(n) for n in row[7:16]]
+    sent, pending, retry, failed, uncertain, skipped, bounced, complained, stale = counts
+    key, event, reminder, kind, due, fired_at, status = row[:7]
+    return AlertStatus(
+        key=key,
+        event=event,
+        reminder=reminder,
+        kind=kind,
+        due=due,
+        fired_at=fired_at,
+        status=status,
+        sent=sent,
+        pending=pending,
+        retry=retry,
+        failed=failed,
+        uncertain=uncertain,
+        skipped=skipped,
+        bounced=bounced,
+        complained=complained,
+        stale=stale,
+        skip_reason=row[16],
+    )
 
 
 def _reply_code(reply: str) -> int | None:
@@ -258,8 +293,14 @@ class Ledger:
         audience = and_(subscribers.c.status == "active", exists(alerted))
         return await self._fire(row, audience, now=now)
 
-    async def skip_alert(self, alert: AlertLike, *, now: datetime, reason: str) -> FireResult:
-        """Record a missed alert as skipped (no deliveries), so `status` shows it."""
+    async def skip_alert(
+        self, alert: AlertLike, *, now: datetime, reason: str, kind: str | None = None
+    ) -> FireResult:
+        """Record a missed alert as skipped (no deliveries), so `status` shows it.
+
+        `kind` is the short reason kept in the row (stale, missed, superseded);
+        `reason` the sentence logged.
+        """
         values = {
             "key": alert.key,
             "event_id": alert.event_id,
@@ -270,6 +311,7 @@ class Ledger:
             "fired_at": now,
             "status": AlertState.SKIPPED,
             "deliveries": 0,
+            "skip_reason": kind,
         }
         async with self.db.engine.begin() as conn:
             created = await self._insert_alert(conn, values)
@@ -282,6 +324,48 @@ class Ledger:
                 extra={"action": "alert_skipped", "alert": alert.key, "reason": reason},
             )
         return FireResult(alert_id, created, count)
+
+    async def skip_stale(
+        self, started: Iterable[str], zero_expired: Iterable[str], *, now: datetime
+    ) -> int:
+        """Open deliveries of events that have started become `skipped` (reason `stale`).
+
+        `started`: events whose start has passed; their pending deliveries of every
+        reminder but '0', and every retry or uncertain delivery, go. `zero_expired`:
+        events more than `stale_after` past their start; their '0' deliveries go too.
+        `sending` rows are their owner's: its own check before sending skips them.
+        """
+        started, zero_expired = list(started), list(zero_expired)
+        if not started and not zero_expired:
+            return 0
+        d = deliveries.c
+
+        def alert_ids(*where: ColumnElement[bool]) -> Any:
+            query = select(alerts.c.id).where(alerts.c.kind == AlertKind.ALERT, *where)
+            return query.scalar_subquery()
+
+        stale = or_(
+            d.alert_id.in_(alert_ids(alerts.c.event_id.in_(started), alerts.c.reminder != "0")),
+            and_(
+                d.status != DeliveryStatus.PENDING,  # a retry or uncertain re-send
+                d.alert_id.in_(alert_ids(alerts.c.event_id.in_(started))),
+            ),
+            d.alert_id.in_(alert_ids(alerts.c.event_id.in_(zero_expired))),
+        )
+        stmt = (
+            update(deliveries)
+            .where(d.status.in_(DUE), stale)
+            .values(status=DeliveryStatus.SKIPPED, last_error="stale", updated_at=now)
+        )
+        async with self.db.engine.begin() as conn:
+            count = (await conn.execute(stmt)).rowcount
+        if count:
+            logger.info(
+                "%d deliveries of events that have started were skipped (stale)",
+                count,
+                extra={"action": "deliveries_stale", "count": count},
+            )
+        return count
 
     async def _fire(
         self, row: dict[str, Any], audience: ColumnElement[bool], *, now: datetime
@@ -400,6 +484,7 @@ class Ledger:
                     deliveries.c.attempts,
                     deliveries.c.created_at,
                     deliveries.c.was_uncertain,
+                    deliveries.c.last_error.is_not(None).label("failed_before"),
                     alerts.c.id.label("alert_id"),
                     alerts.c.key.label("alert_key"),
                     alerts.c.event_id,
@@ -466,6 +551,8 @@ class Ledger:
         """
         if not outcomes:
             return 0
+        # rows locked in one order by every writer: no deadlock between transactions
+        outcomes = sorted(outcomes, key=lambda o: o.delivery_id)
         sent = [o for o in outcomes if isinstance(o, Sent)]
         retry = [o for o in outcomes if isinstance(o, Retry)]
         uncertain = [o for o in outcomes if isinstance(o, Uncertain)]
@@ -479,6 +566,12 @@ class Ledger:
         released = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
         changed = 0
         async with self.db.engine.begin() as conn:
+            if self.db.is_postgres:
+                # Outcomes are committed before each connection sends again (the crash
+                # bound). Durable against a crash of this process is enough: the commit
+                # is in the server's memory at once; waiting for its WAL flush only
+                # guards against the database server itself crashing.
+                await conn.execute(text("SET LOCAL synchronous_commit = off"))
 
             async def write(rows: list[dict[str, Any]], **values: Any) -> None:
                 nonlocal changed
@@ -660,6 +753,8 @@ class Ledger:
                 count(d.status == DeliveryStatus.SKIPPED),
                 count(d.status == DeliveryStatus.BOUNCED),
                 count(d.status == DeliveryStatus.COMPLAINED),
+                count(and_(d.status == DeliveryStatus.SKIPPED, d.last_error == "stale")),
+                alerts.c.skip_reason,
             )
             .select_from(alerts.outerjoin(deliveries, d.alert_id == alerts.c.id))
             .group_by(alerts.c.id)
@@ -670,7 +765,7 @@ class Ledger:
             rows = (await conn.execute(query)).all()
             first = (await conn.execute(oldest)).scalar()
         return StatusSummary(
-            [AlertStatus(*row[:7], *(int(n) for n in row[7:])) for row in rows],
+            [_alert_status(row) for row in rows],
             (now - first).total_seconds() if first is not None else None,
         )
 
@@ -702,8 +797,11 @@ class Ledger:
                 select(alerts.c.status, func.count()).group_by(alerts.c.status)
             )
             by_state = {str(s): int(n) for s, n in rows}
+            stale_skipped = d.status == DeliveryStatus.SKIPPED, d.last_error == "stale"
+            query = select(func.count()).select_from(deliveries).where(*stale_skipped)
+            stale = (await conn.execute(query)).scalar_one()
         age = max(0.0, (now - oldest).total_seconds()) if oldest is not None else None
-        return LedgerCounts(by_status, int(depth), int(uncertain), age, by_state)
+        return LedgerCounts(by_status, int(depth), int(uncertain), age, by_state, int(stale))
 
     async def failed_deliveries(
         self, *, event_id: str | None = None, limit: int = 1000

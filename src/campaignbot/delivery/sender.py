@@ -1,9 +1,16 @@
 """The sender: claims due deliveries, renders and hands them to the transport, records outcomes.
 
-Crash bound: a sender holds at most one claimed batch (`batch_size`) at a time and
-records outcomes every CHUNK_SIZE deliveries while it sends. After a crash (kill -9)
-only deliveries the server accepted but the ledger had not yet recorded can go out
-twice: never more than one batch, in practice about CHUNK_SIZE + 3 x MAX_CONNECTIONS.
+Crash bound: each connection's outcome is committed (group commit, shared by the
+connections) before that connection is handed its next message. After a crash
+(kill -9) only messages the server accepted and whose commit had not returned can go
+out twice: at most one per connection, so at most MAX_CONNECTIONS. Claimed messages
+not yet handed over are not duplicates: after the lease expires they are sent once.
+
+Stale guard: right before a message is rendered, a reminder whose event has started
+is skipped (reason `stale`); only the '0' reminder's first attempt may still go out
+within `stale_after` of the start (campaign/firing.py). Relative wording is computed
+from the moment of rendering: a '1d' reminder delayed until 3 hours before its event
+is rendered as a '3h' one.
 """
 
 from __future__ import annotations
@@ -18,10 +25,14 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import DBAPIError
+
+from campaignbot.campaign.firing import SkipReason, is_stale, lead_label
 from campaignbot.campaign.model import Campaign, Event, Status
-from campaignbot.campaign.planning import event_deadline
+from campaignbot.campaign.planning import event_start
 from campaignbot.delivery.bounces.verp import derive_key, return_path
 from campaignbot.delivery.event_state import EventState
+from campaignbot.delivery.group_commit import GroupCommit
 from campaignbot.delivery.ledger import (
     Claim,
     Failed,
@@ -48,12 +59,14 @@ RendererProvider = Callable[[], tuple[Renderer, Campaign]]
 #: called once per delivery with its outcome (the CLI's progress bar)
 OutcomeCallback = Callable[[Claim, Outcome], None]
 
-#: deliveries claimed (and at most in flight) at once; the crash duplicate bound
+#: deliveries claimed at once under one lease (not sent yet: not duplicates after a crash)
 BATCH_SIZE = 500
 #: subscribers' opt-out is re-read for this many deliveries right before sending them
 CHUNK_SIZE = 50
 #: the service loop looks for due work at least this often, even without a wake-up
 POLL_S = 5.0
+#: how often a failed outcome write is tried before the batch stops
+RECORD_ATTEMPTS = 3
 #: on stop, in-flight sends get this long to finish before they are abandoned (released)
 DRAIN_S = 6.0
 #: while the relay itself fails (connect, TLS, EHLO, AUTH), due deliveries wait this long
@@ -128,6 +141,8 @@ class _Batch:
         #: the relay itself failed (RelayError): the rest is released unattempted, paused
         self.relay_down: RelayError | None = None
         self.paused = 0  # deliveries released unattempted because of it
+        #: recording failed (the database): hand nothing more to the transport
+        self.halted: BaseException | None = None
 
     def unrecorded(self) -> list[int]:
         return [c.delivery_id for c in self.claims if c.delivery_id not in self.outcomes]
@@ -147,6 +162,7 @@ class Sender:
         batch_size: int = BATCH_SIZE,
         poll_s: float = POLL_S,
         rand: Callable[[], float] = random.random,
+        durable_each: bool = True,
     ) -> None:
         self.ledger = ledger
         self.transport = transport
@@ -159,7 +175,14 @@ class Sender:
         self._batch_size = batch_size
         self._poll_s = poll_s
         self._rand = rand
+        #: False only to measure what the crash bound costs (benchmarks/bench_durability.py):
+        #: outcomes are then written every CHUNK_SIZE, and a crash may repeat that many
+        self._durable_each = durable_each
         self._wake = asyncio.Event()
+        #: one ledger write of this sender at a time: outcomes and lease renewals touch the
+        #: same rows, and two transactions locking them in different orders deadlock on
+        #: PostgreSQL (a failed outcome commit would cost a duplicate after a crash)
+        self._write_lock = asyncio.Lock()
         #: alerts worked on since their completion was last checked (id -> key)
         self._touched: dict[int, str] = {}
         #: VERP: with a bounce address, each delivery's envelope sender names it (signed)
@@ -243,36 +266,53 @@ class Sender:
         }
         removed = await self._event_state.snapshots(gone) if gone else {}
         send_at = campaign.campaign.send_at
-        deadlines = {e.id: event_deadline(e, send_at) for e in campaign.events}
+        starts = {e.id: event_start(e, send_at) for e in campaign.events}
+        stale_after = campaign.campaign.stale_after_duration
         sender = campaign.campaign.sender_address.addr_spec
         workers_n = max(1, self._smtp.max_connections)
         queue: asyncio.Queue[tuple[Claim, Wire] | None] = asyncio.Queue(2 * workers_n)
 
-        def done(claim: Claim, outcome: Outcome) -> None:
+        def done(claim: Claim, outcome: Outcome, *, unflushed: bool = True) -> None:
             batch.outcomes[claim.delivery_id] = outcome
-            batch.unflushed.append(outcome)
+            if unflushed:
+                batch.unflushed.append(outcome)
             self.stats.count(outcome)
             if on_outcome is not None:
                 on_outcome(claim, outcome)
 
+        commits: GroupCommit[Outcome] = GroupCommit(self._record_group)
+
         async def work() -> None:
             while (item := await queue.get()) is not None:
                 claim, message = item
-                if stop.is_set() or batch.relay_down is not None:
+                if stop.is_set() or batch.relay_down is not None or batch.halted is not None:
                     continue  # left unrecorded: released below
                 if batch.down_error is not None:
                     done(claim, self._temporary(claim, batch.down_error))
                     continue
                 envelope = self._envelope_sender(claim, sender)
                 outcome = await self._deliver(batch, claim, message, envelope)
-                if outcome is not None:  # None: the relay is down, released below
-                    done(claim, outcome)
+                if outcome is None:  # the relay is down: released below, unattempted
+                    continue
+                done(claim, outcome, unflushed=not self._durable_each)
+                if not self._durable_each:
+                    continue
+                try:
+                    # durable before this connection takes its next message: the crash bound
+                    await commits.submit(outcome)
+                except Exception as err:
+                    logger.exception(
+                        "sender: cannot record outcomes; stopping this batch",
+                        extra={"action": "record_failed"},
+                    )
+                    batch.outcomes.pop(claim.delivery_id, None)
+                    batch.halted = err
 
         workers = [asyncio.create_task(work()) for _ in range(workers_n)]
         renewer = asyncio.create_task(self._renew_lease(batch))
         try:
             for chunk in _chunks(batch.claims, CHUNK_SIZE):
-                if stop.is_set() or batch.relay_down is not None:
+                if stop.is_set() or batch.relay_down is not None or batch.halted is not None:
                     break
                 # opt-out is checked again right before this chunk is handed over
                 statuses = await self.ledger.subscriber_statuses(c.subscriber_id for c in chunk)
@@ -286,13 +326,13 @@ class Sender:
                     event = events.get(claim.event_id)
                     if event is None and claim.kind == AlertKind.NOTICE:
                         event = removed.get(claim.event_id)
-                    reason = self._skip_reason(claim, statuses, event, deadlines, now)
+                    reason = self._skip_reason(claim, statuses, event, starts, stale_after, now)
                     if reason is not None:
                         done(claim, Skipped(claim.delivery_id, reason))
                         continue
                     assert event is not None  # a claim without one was skipped
                     try:
-                        message = self._render(renderer, event, claim, now)
+                        message = self._render(renderer, event, claim, starts, now)
                     except Exception as err:  # noqa: BLE001 - logged in _render_failed
                         done(claim, _render_failed(claim, err))
                         continue
@@ -313,9 +353,30 @@ class Sender:
                 await renewer
             await self._finish(batch)
 
+    async def _record_group(self, outcomes: Sequence[Outcome]) -> None:
+        await self._record(outcomes)
+
+    async def _record(self, outcomes: Sequence[Outcome]) -> None:
+        """Write outcomes; a transient conflict (deadlock, lock timeout) is tried again."""
+        for attempt in range(1, RECORD_ATTEMPTS + 1):
+            try:
+                async with self._write_lock:
+                    await self.ledger.record(outcomes, now=self._clock())
+                return
+            except DBAPIError as err:
+                if attempt == RECORD_ATTEMPTS:
+                    raise
+                logger.warning(
+                    "sender: recording %d outcomes failed (%s); trying again",
+                    len(outcomes),
+                    str(err.orig).splitlines()[0] if err.orig else type(err).__name__,
+                    extra={"action": "record_retry"},
+                )
+                await asyncio.sleep(0.05 * attempt)
+
     async def _flush(self, batch: _Batch) -> None:
         outcomes, batch.unflushed = batch.unflushed, []
-        await self.ledger.record(outcomes, now=self._clock())
+        await self._record(outcomes)
 
     async def _finish(self, batch: _Batch) -> None:
         await self._flush(batch)
@@ -324,7 +385,8 @@ class Sender:
             now = self._clock()
             # relay down: nobody's attempt, but not due again until the pause is over
             paused = now + timedelta(seconds=RELAY_PAUSE_S) if batch.relay_down else None
-            await self.ledger.release(now=now, delivery_ids=unsent, not_before=paused)
+            async with self._write_lock:
+                await self.ledger.release(now=now, delivery_ids=unsent, not_before=paused)
             if batch.relay_down is not None:
                 batch.paused = len(unsent)
         self._touched.update((c.alert_id, c.alert_key) for c in batch.claims)
@@ -334,7 +396,10 @@ class Sender:
         interval_s = max(0.2, self._lease_s / 3)
         while True:
             await asyncio.sleep(interval_s)
-            await self.ledger.renew(batch.unrecorded(), now=self._clock(), lease_s=self._lease_s)
+            async with self._write_lock:
+                await self.ledger.renew(
+                    batch.unrecorded(), now=self._clock(), lease_s=self._lease_s
+                )
 
     # -- one delivery ------------------------------------------------------------
 
@@ -343,7 +408,8 @@ class Sender:
         claim: Claim,
         statuses: dict[int, str],
         event: Event | None,
-        deadlines: dict[str, datetime],
+        starts: dict[str, datetime],
+        stale_after: timedelta,
         now: datetime,
     ) -> str | None:
         status = statuses.get(claim.subscriber_id, "removed")
@@ -354,8 +420,15 @@ class Sender:
         if claim.kind == AlertKind.ALERT:
             if event.status is not Status.SCHEDULED:
                 return f"event {event.status.value}"
-            if now >= deadlines[event.id]:
-                return "event has happened"
+            first_attempt = not claim.failed_before and not claim.was_uncertain
+            if is_stale(
+                claim.reminder,
+                starts[event.id],
+                now=now,
+                first_attempt=first_attempt,
+                stale_after=stale_after,
+            ):
+                return SkipReason.STALE.value
         return None
 
     def _envelope_sender(self, claim: Claim, sender: str) -> str:
@@ -364,7 +437,14 @@ class Sender:
             return sender
         return return_path(self._bounce_address, self._verp_key, claim.delivery_id)
 
-    def _render(self, renderer: Renderer, event: Event, claim: Claim, now: datetime) -> Wire:
+    def _render(
+        self,
+        renderer: Renderer,
+        event: Event,
+        claim: Claim,
+        starts: dict[str, datetime],
+        now: datetime,
+    ) -> Wire:
         to = _recipient(claim)
         if claim.kind == AlertKind.NOTICE:
             return renderer.wire_notice(
@@ -375,7 +455,9 @@ class Sender:
                 sequence=claim.sequence,
                 previous_when=claim.previous_when,
             )
-        return renderer.wire_alert(event, claim.reminder, to, now=now, sequence=claim.sequence)
+        # the wording follows the real lead at this moment, not the planned one
+        reminder = lead_label(claim.reminder, starts[event.id], now=now)
+        return renderer.wire_alert(event, reminder, to, now=now, sequence=claim.sequence)
 
     async def _deliver(
         self, batch: _Batch, claim: Claim, message: Wire, sender: str

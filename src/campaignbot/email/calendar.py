@@ -40,10 +40,8 @@ def event_url(event: Event) -> str | None:
 def _start(event: Event) -> datetime | date:
     if not isinstance(event.when, datetime):
         return event.when
-    when = event.when
-    # a local time is in the event's zone; an offset time is shown there (TZID)
-    when = when.replace(tzinfo=event.timezone) if when.tzinfo is None else when
-    return when.astimezone(event.timezone)
+    # aware since validation; shown in the event's zone (TZID)
+    return event.when.astimezone(event.timezone)
 
 
 def _end(event: Event, start: datetime | date) -> datetime | date:

@@ -84,7 +84,6 @@ from campaignbot.email.views import (
     Recipient,  # re-exported: callers build one to render for
     ReminderView,
     aware,
-    in_zone,
     time_to,
 )
 from campaignbot.errors import InvalidInputError, TemplateError
@@ -314,7 +313,7 @@ class Renderer:
         if hit is not None and hit[0] is event:
             return hit[1]
         default = self.campaign.campaign.default_locale
-        moment = in_zone(event.when, event)
+        moment = event.when  # aware since validation
         locale, reader = self._locale(fmt), self._zone(to.timezone)
         when = format_when(moment, locale, reader)
         venue_time = venue_zone = ""
@@ -364,8 +363,7 @@ class Renderer:
     ) -> When | None:
         if moment is None:
             return None
-        local = in_zone(moment, event)
-        return format_when(local, self._locale(fmt), self._zone(to.timezone))
+        return format_when(moment, self._locale(fmt), self._zone(to.timezone))
 
     def _locale(self, name: str) -> Locale:
         return babel_locale(name, self.campaign.campaign.default_locale)

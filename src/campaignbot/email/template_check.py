@@ -44,7 +44,7 @@ def _sample_renders(renderer: Renderer, locale: str) -> Iterator[tuple[str, dict
     )
     for event in campaign.events:
         reminder = event.reminders[0].label if event.reminders else "0"
-        fmt = renderer._format_locale("alert", locale)
+        fmt = _format_locale_or(renderer, "alert", locale)
         yield (
             "alert",
             {
@@ -101,7 +101,12 @@ def check_templates(settings: Settings, campaign: Campaign) -> list[Problem]:
                 problems.append(missing_template(folder, kind, part, default))
     locales = dict.fromkeys([*campaign.locales, *template_locales(folder)])
     for locale in locales:
-        for kind, context in _sample_renders(renderer, locale):
+        try:
+            samples = list(_sample_renders(renderer, locale))
+        except TemplateError as err:  # building a sample context met a broken template
+            problems.extend(err.problems)
+            continue
+        for kind, context in samples:
             for part in PARTS:
                 try:
                     renderer._render(kind, part, locale, context)

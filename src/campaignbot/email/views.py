@@ -4,7 +4,7 @@ as plain values in the reader's language and zone; and the event's lead time."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from campaignbot.campaign.model import Event
 
@@ -76,13 +76,6 @@ class CampaignView:
     webcal_url: str = ""
 
 
-def in_zone(moment: datetime | date, event: Event) -> datetime | date:
-    """A local (naive) event time is wall time in the event's own zone."""
-    if isinstance(moment, datetime) and moment.tzinfo is None:
-        return moment.replace(tzinfo=event.timezone)
-    return moment
-
-
 MINUTE = timedelta(minutes=1)
 
 
@@ -91,8 +84,7 @@ def time_to(event: Event, now: datetime) -> tuple[int, timedelta]:
     tz = event.timezone
     today = aware(now).astimezone(tz).date()
     if isinstance(event.when, datetime):
-        start = in_zone(event.when, event)
-        assert isinstance(start, datetime)
+        start = event.when  # aware since validation
         return (start.astimezone(tz).date() - today).days, start - aware(now)
     midnight = datetime.combine(event.when, datetime.min.time(), tz)
     return (event.when - today).days, midnight - aware(now)

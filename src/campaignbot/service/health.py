@@ -30,6 +30,8 @@ class HealthSources:
     clock: Callable[[], datetime]
     #: the bounce mailbox's last read (None: no mailbox configured)
     bounce_reading: Callable[[], dict[str, Any] | None] = lambda: None
+    #: the last wake-up (tick) that failed and why, or None when the last one worked
+    last_tick_error: Callable[[], dict[str, str] | None] = lambda: None
 
 
 class Health:
@@ -88,8 +90,10 @@ class Health:
         transport_error = await self._transport_error()
         nxt = src.next_due()
         now = src.clock()
+        tick_error = src.last_tick_error()
         body: dict[str, Any] = {
             "scheduler": {"ok": scheduler_ok, "running": running},
+            "tick": {"ok": tick_error is None, "last_error": tick_error},
             "database": {"ok": db_error is None, "error": db_error},
             "transport": {
                 "ok": transport_error is None,
@@ -106,5 +110,5 @@ class Health:
                 "in_s": round((nxt[1] - now).total_seconds()),
             },
         }
-        ok = scheduler_ok and db_error is None and transport_error is None
+        ok = scheduler_ok and db_error is None and transport_error is None and tick_error is None
         return ok, {"status": "ok" if ok else "fail", **body}

@@ -79,6 +79,11 @@ class _SnapshotCollector(Collector):
             "Deliveries whose outcome was unknown at some point (possible duplicates).",
             value=counts.uncertain,
         )
+        yield GaugeMetricFamily(
+            "campaignbot_stale_deliveries",
+            "Deliveries skipped because their event had started (reason stale).",
+            value=counts.stale,
+        )
         if counts.oldest_open_age_s is not None:
             yield GaugeMetricFamily(
                 "campaignbot_oldest_open_delivery_age_seconds",

@@ -9,15 +9,16 @@ import os
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from babel.dates import format_timedelta
 from starlette.applications import Starlette
 
 from campaignbot import __version__
+from campaignbot.campaign.firing import Fire, SkipReason, due_actions, fire_window_end
 from campaignbot.campaign.model import Campaign
-from campaignbot.campaign.planning import PlannedAlert, may_fire_late
+from campaignbot.campaign.planning import PlannedAlert, event_start
 from campaignbot.delivery.bounces.reader import recorder_for
 from campaignbot.delivery.bounces.webhooks import hook_recorder, webhook_providers
 from campaignbot.delivery.event_state import EventState
@@ -49,12 +50,28 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class TickError:
+    """The last wake-up that failed: when, which, and why (shown by /healthz)."""
+
+    at: datetime
+    reason: str
+    error: str
+
+
+def _window(zero: PlannedAlert | None, start: datetime) -> datetime:
+    return start if zero is None else fire_window_end(zero, start)
+
+
 class Service:
     """Scheduler, sender and web server over one database and one transport.
 
     The ledger decides, not the scheduler: every wake-up (a date job, the reconcile
-    tick, a reload) calls `fire_due`, which fires whatever is due and not yet in the
-    ledger, or records it as skipped when it is too late.
+    tick, start-up, a reload, SIGHUP) calls `tick`, which asks the pure
+    `firing.due_actions` what to do with each due alert not yet in the ledger, carries
+    it out, and sweeps deliveries of started events (the stale guard). Errors are
+    handled the same on every path: logged with context, kept for /healthz, and the
+    service keeps running.
     """
 
     def __init__(
@@ -73,7 +90,7 @@ class Service:
         self.sender = Sender(
             self.ledger, self.transport, self._rendering, clock=clock, settings=settings
         )
-        self.scheduler = AlertScheduler(self.fire_due)
+        self.scheduler = AlertScheduler(self.tick)
         self.bounces = BounceReading(self.db, settings, clock=clock)
         self.health = Health(
             HealthSources(
@@ -84,6 +101,7 @@ class Service:
                 transport=self.transport,
                 clock=clock,
                 bounce_reading=self.bounces.state,
+                last_tick_error=self._tick_error_report,
             ),
             cache_s=30.0,
             require_scheduler=True,
@@ -102,10 +120,14 @@ class Service:
         self._web = web
         self._watch_files = watch
         self._fire_lock = asyncio.Lock()
-        #: when `fire_due` last looked; alerts due since then are news to this process
+        #: when `tick` last looked; alerts due since then are news to this process
         self._fire_checked_at: datetime | None = None
+        #: the last tick's failure (None after a tick that succeeded), for /healthz
+        self.last_tick_error: TickError | None = None
         # a file change and a SIGHUP may arrive together: apply one reload at a time
         self._reload_lock = asyncio.Lock()
+        #: reload requests from signal handlers, applied by one awaited task
+        self._reload_requests: asyncio.Queue[str] = asyncio.Queue()
         self._tasks: list[asyncio.Task[Any]] = []
         self._stop = asyncio.Event()
         self._web_servers: list[Any] = []
@@ -172,6 +194,12 @@ class Service:
             dashboard=dashboard,
         )
 
+    def _tick_error_report(self) -> dict[str, str] | None:
+        error = self.last_tick_error
+        if error is None:
+            return None
+        return {"at": error.at.isoformat(), "wake_up": error.reason, "error": error.error}
+
     async def _ready(self) -> bool:
         ok, _ = await self.health.ready()
         return ok
@@ -194,12 +222,13 @@ class Service:
                 extra={"action": "maildir_outbox"},
             )
         await self._apply_changes()
-        await self.fire_due()
+        await self.tick("start-up")
         self.scheduler.sync(self._planned(), now=self.clock())
         self.scheduler.start()
         self._tasks.append(asyncio.create_task(self.sender.run(self._stop), name="sender"))
         if self.bounces.configured:
             self._tasks.append(asyncio.create_task(self.bounces.run(self._stop), name="bounces"))
+        self._tasks.append(asyncio.create_task(self._reloader(), name="reloader"))
         if self._watch_files:
             self._tasks.append(asyncio.create_task(self._watch(), name="watcher"))
         if socks is not None:
@@ -290,48 +319,84 @@ class Service:
         return self.snapshot.plan
 
     async def fire_due(self) -> None:
-        """Fire every due alert not yet in the ledger; too late ones are recorded skipped."""
+        """Fire whatever is due now (tests and callers outside a wake-up)."""
+        await self.tick("fire_due")
+
+    async def tick(self, reason: str) -> None:
+        """The one way to fire: every wake-up calls this; it never raises.
+
+        A failure (the database, a bug) is logged with the wake-up that met it and kept
+        in `last_tick_error` for /healthz; the next wake-up (at most the 30 s reconcile
+        tick) tries again, and the ledger makes a repeated firing add nothing.
+        """
         async with self._fire_lock:
             now = self.clock()
-            campaign = self.campaign
-            due = [a for a in self._planned() if a.due_utc <= now]
-            since, self._fire_checked_at = self._fire_checked_at, now
-            if not due:
-                return
-            done = await self.events.fired_keys(a.key for a in due)
-            # Several processes: another one may have fired an alert that just fell due
-            # (before we looked, or concurrently, our insert then doing nothing). Its
-            # deliveries are ours to share too, so the sender wakes instead of polling.
-            fired = any(a.key in done for a in due if since is None or a.due_utc > since)
-            skipped = 0
-            info = campaign.campaign
-            for alert in due:
-                if alert.key in done:
-                    continue
-                event = campaign.event(alert.event_id)
-                if may_fire_late(
-                    alert, event, now=now, catch_up=info.catch_up_duration, send_at=info.send_at
-                ):
-                    result = await self.ledger.fire_alert(
-                        alert, audience_clause(event.audience), now=now
-                    )
-                    # the ledger logs the firing
-                    fired = fired or result.created or result.deliveries > 0
-                else:
-                    late = format_timedelta(now - alert.due_utc, locale="en")
-                    result = await self.ledger.skip_alert(
-                        alert, now=now, reason=f"missed by {late} (beyond catch_up)"
-                    )
-                    skipped += result.created
-            if skipped:
-                logger.info(
-                    "%d reminders missed beyond catch_up or after their event were recorded as "
-                    "skipped (see `campaignbot status`)",
-                    skipped,
-                    extra={"action": "alerts_skipped", "count": skipped},
+            try:
+                await self._tick(now)
+            except Exception as err:
+                self.last_tick_error = TickError(now, reason, f"{type(err).__name__}: {err}")
+                logger.exception(
+                    "tick (%s) failed: %s; retried at the next wake-up",
+                    reason,
+                    self.last_tick_error.error,
+                    extra={"action": "tick_failed", "reason": reason},
                 )
-            if fired:
-                self.sender.wake()
+            else:
+                self.last_tick_error = None
+
+    async def _tick(self, now: datetime) -> None:
+        campaign = self.campaign
+        info = campaign.campaign
+        events = {e.id: e for e in campaign.events}
+        starts = {e.id: event_start(e, info.send_at) for e in campaign.events}
+        plan = self._planned()
+        due = [a for a in plan if a.due_utc <= now]
+        since, self._fire_checked_at = self._fire_checked_at, now
+        done = await self.events.fired_keys(a.key for a in due) if due else set()
+        # Several processes: another one may have fired an alert that just fell due
+        # (before we looked, or concurrently, our insert then doing nothing). Its
+        # deliveries are ours to share too, so the sender wakes instead of polling.
+        fired = any(a.key in done for a in due if since is None or a.due_utc > since)
+        skipped: dict[SkipReason, int] = {}
+        for action in due_actions(plan, starts, done, now=now, catch_up=info.catch_up_duration):
+            alert = action.alert
+            if isinstance(action, Fire):
+                event = events[alert.event_id]
+                result = await self.ledger.fire_alert(
+                    alert, audience_clause(event.audience), now=now
+                )
+                # the ledger logs the firing
+                fired = fired or result.created or result.deliveries > 0
+            else:
+                result = await self.ledger.skip_alert(
+                    alert, now=now, reason=f"{action.reason}: {action.detail}", kind=action.reason
+                )
+                if result.created:
+                    skipped[action.reason] = skipped.get(action.reason, 0) + 1
+        for why, count in sorted(skipped.items()):
+            logger.info(
+                "%d reminders recorded as skipped (%s; see `campaignbot status`)",
+                count,
+                why,
+                extra={"action": "alerts_skipped", "count": count, "reason": str(why)},
+            )
+        await self._sweep_stale(plan, starts, now)
+        if fired:
+            self.sender.wake()
+
+    async def _sweep_stale(
+        self, plan: tuple[PlannedAlert, ...], starts: dict[str, datetime], now: datetime
+    ) -> None:
+        """Open deliveries of started events become skipped (stale), whatever woke us."""
+        stale_after = self.campaign.campaign.stale_after_duration
+        planned_zero = {a.event_id: a for a in plan if a.reminder == "0"}
+        started = [e for e, start in starts.items() if start <= now]
+        expired = [
+            e
+            for e in started
+            if now >= max(starts[e] + stale_after, _window(planned_zero.get(e), starts[e]))
+        ]
+        await self.ledger.skip_stale(started, expired, now=now)
 
     async def _apply_changes(self) -> None:
         """Record event versions; notify subscribers already alerted of a changed event."""
@@ -392,9 +457,17 @@ class Service:
             )
             return False
         self.snapshot = snapshot
-        await self._apply_changes()
         result = self.scheduler.sync(self._planned(), now=self.clock())
-        await self.fire_due()
+        try:
+            await self._apply_changes()
+        except Exception:
+            # the new config is in force; notices are retried at the next reload or restart
+            logger.exception(
+                "config reloaded (%s) but change notices could not be recorded",
+                reason,
+                extra={"action": "reload_changes_failed"},
+            )
+        await self.tick(f"reload: {reason}")
         logger.info(
             "config reloaded (%s): %d events; jobs +%d ~%d -%d",
             reason,
@@ -407,8 +480,32 @@ class Service:
         return True
 
     def request_reload(self, reason: str) -> None:
-        """From a signal handler: reload soon, in the loop."""
-        self._tasks.append(asyncio.create_task(self.reload(reason)))
+        """From a signal handler: reload soon, in the loop (the reloader task awaits it)."""
+        self._reload_requests.put_nowait(reason)
+
+    async def _reloader(self) -> None:
+        """Applies reload requests one at a time; a failure is logged, never lost."""
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            while not self._stop.is_set():
+                request = asyncio.ensure_future(self._reload_requests.get())
+                await asyncio.wait([request, stopping], return_when=asyncio.FIRST_COMPLETED)
+                if not request.done():
+                    request.cancel()
+                    break
+                await self._safe_reload(request.result())
+        finally:
+            stopping.cancel()
+
+    async def _safe_reload(self, reason: str) -> None:
+        try:
+            await self.reload(reason)
+        except Exception:
+            logger.exception(
+                "config reload (%s) failed; the service keeps running",
+                reason,
+                extra={"action": "reload_failed", "reason": reason},
+            )
 
     async def _watch(self) -> None:
         from watchfiles import awatch
@@ -422,4 +519,4 @@ class Service:
             # watchfiles reports absolute paths of the folders it was given
             touched = [path for _, path in changes]
             if any(p == str(config) or p.startswith(str(templates) + os.sep) for p in touched):
-                await self.reload("file changed")
+                await self._safe_reload("file changed")

@@ -33,10 +33,13 @@ class AlertScheduler:
 
     Job ids are the alert keys (`event:reminder`), so a reload replaces a job in
     place (`replace_existing`) instead of duplicating it. Every job calls the same
-    `on_due` callback, which fires whatever is due and not yet fired.
+    `on_due(reason)` callback (the service's `tick`), which fires whatever is due and
+    not yet fired; `reason` only names the wake-up in logs and /healthz.
     """
 
-    def __init__(self, on_due: Callable[[], Awaitable[None]], *, reconcile_s: float = 30) -> None:
+    def __init__(
+        self, on_due: Callable[[str], Awaitable[None]], *, reconcile_s: float = 30
+    ) -> None:
         self._on_due = on_due
         self._reconcile_s = reconcile_s
         self._scheduler = AsyncIOScheduler(
@@ -55,6 +58,7 @@ class AlertScheduler:
         self._scheduler.add_job(
             self._on_due,
             IntervalTrigger(seconds=self._reconcile_s),
+            args=["reconcile tick"],
             id=RECONCILE_JOB,
             replace_existing=True,
         )
@@ -78,7 +82,11 @@ class AlertScheduler:
             moved += key in self._due
             added += key not in self._due
             self._scheduler.add_job(
-                self._on_due, DateTrigger(run_date=due), id=key, replace_existing=True
+                self._on_due,
+                DateTrigger(run_date=due),
+                args=[f"alert {key} due"],
+                id=key,
+                replace_existing=True,
             )
         self._due = wanted
         return SyncResult(added, moved, removed)

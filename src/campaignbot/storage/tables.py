@@ -123,6 +123,8 @@ alerts = Table(
     Column("fired_at", UTCDateTime, nullable=False),
     Column("status", String(16), nullable=False),  # fired | skipped
     Column("deliveries", Integer, nullable=False, server_default="0"),
+    # skipped alerts: stale | missed | superseded (campaign.firing.SkipReason)
+    Column("skip_reason", String(16), nullable=True),
 )
 Index("ix_alerts_event_id", alerts.c.event_id)
 
