@@ -79,7 +79,7 @@ async def test_after_an_outage_only_the_latest_missed_reminder_goes_out(
     assert (await statuses(service))["vote:1d"][0] == "skipped"
     # worded from the real lead when it went out: one hour, not two
     (message,) = service.test_server.messages  # type: ignore[attr-defined]
-    assert message.message["Subject"].startswith("In 1 hour"), message.message["Subject"]
+    assert message.message["Subject"].startswith("In an hour"), message.message["Subject"]
 
 
 async def test_a_retry_that_crosses_the_start_is_skipped_as_stale(
