@@ -73,7 +73,7 @@ def bot_env(server: Any, url: str, folder: Path, *, max_connections: int) -> dic
         CAMPAIGNBOT_CONFIG=str(folder / "campaign.toml"),
         CAMPAIGNBOT_TEMPLATES=str(REPO / "templates"),
         CAMPAIGNBOT_DATABASE_URL=url,
-        CAMPAIGNBOT_SECRET_KEY="e2e-secret",
+        CAMPAIGNBOT_SECRET_KEY="e2e-secret-0123456789abcdef0123456789",
         CAMPAIGNBOT_HTTP__PORT=str(free_port()),
         CAMPAIGNBOT_ADMIN__PORT=str(free_port()),
         CAMPAIGNBOT_LEASE_S=str(LEASE_S),

@@ -281,5 +281,5 @@ def test_status_numeric_columns_hold_only_numbers(setup: Setup) -> None:
     assert result.exit_code == 0, result.output
     row = next(line for line in result.output.splitlines() if "7d" in line)
     cells = [c.strip() for c in row.strip("│ ").split("│")]
-    assert all(c.isdigit() or c == "·" for c in cells[3:11]), cells
-    assert cells[11] == "missed (too late)"
+    assert all(c.isdigit() or c == "·" for c in cells[3:12]), cells
+    assert cells[12] == "missed (too late)"

@@ -261,9 +261,9 @@ def test_log_in_open_the_timeline_and_an_alert_and_suppress_an_address(
             page.get_by_label("Address contains").fill("target")
             page.get_by_role("button", name="Search").click()
             page.get_by_role("button", name="Suppress target@example.org").click()
-            expect(page.get_by_role("status")).to_contain_text("now bounced")
+            expect(page.get_by_role("status")).to_contain_text("now suppressed")
             expect(page.get_by_role("button", name="Unsuppress target@example.org")).to_be_visible()
-            assert site.status("target@example.org") == "bounced"
+            assert site.status("target@example.org") == "suppressed"
             checked["subscribers"] = _axe_violations(page)
             _screenshot(page, "dashboard-subscribers", tmp_path)
 

@@ -82,7 +82,9 @@ def _print_ledger(console: Console, summary: StatusSummary) -> None:
         # the words go in their own column: numeric columns hold numbers only (a whole
         # alert skipped: stale after its event started, missed beyond catch_up,
         # superseded when a later reminder went out)
-        state = (alert.skip_reason or "missed") if alert.status == "skipped" else alert.status
+        state = alert.status
+        if alert.status == "skipped":
+            state = f"{alert.skip_reason or 'missed'} (too late)"
         due = f"{alert.due:%Y-%m-%d %H:%M}"
         table.add_row(alert.event, _reminder(alert), due, *cells, state)
     console.print(table)
