@@ -24,7 +24,13 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from campaignbot.errors import CampaignbotError, ConfigError, InvalidInputError
-from campaignbot.subscribers.model import Subscriber, SubscriberInput, SubscriberStatus, csv_row
+from campaignbot.subscribers.model import (
+    Subscriber,
+    SubscriberInput,
+    SubscriberStatus,
+    csv_row,
+    spreadsheet_safe,
+)
 from campaignbot.web.app import SecurityHeaders
 from campaignbot.web.dashboard import charts, queries
 from campaignbot.web.dashboard.accounts import AccountsFile
@@ -380,8 +386,8 @@ class Dashboard:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(CSV_HEADER)
         async for subscriber in self.ctx.store.iterate(status=SubscriberStatus.ACTIVE):
-            # spreadsheet-safe: a cell starting with = + - @ is not read as a formula
-            writer.writerow([("'" + c) if c[:1] in "=+-@" else c for c in csv_row(subscriber)])
+            # spreadsheet-safe, as `subscribers export`: no cell is read as a formula
+            writer.writerow([spreadsheet_safe(c) for c in csv_row(subscriber)])
         stamp = self.ctx.clock().astimezone(UTC).strftime("%Y%m%d")
         return Response(
             out.getvalue(),
