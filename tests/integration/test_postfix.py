@@ -81,8 +81,8 @@ async def test_postfix_with_starttls_and_strict_checks_receives_every_alert(
 def test_the_strict_postfix_refuses_what_it_should(
     postfix_relay: Callable[..., PostfixServer],
 ) -> None:
-    """The checks are really on: a command sent ahead of the greeting, and a bare
-    newline in the content, are refused (so the test above proves campaignbot sends neither)."""
+    """The bare-newline check is really on: content with a bare LF is refused (so the
+    test above proves campaignbot sends none)."""
     server = postfix_relay(params=STRICT)
 
     def talk(*steps: bytes) -> list[bytes]:
@@ -98,8 +98,8 @@ def test_the_strict_postfix_refuses_what_it_should(
                     break
         return replies
 
-    early = talk(b"EHLO c.example.org\r\n")  # before the 220: improper pipelining
-    assert early[0].startswith(b"554") or b"220" not in early[0]
+    # (A command sent before the 220 is only caught when it arrives before Postfix
+    # greets, a race on loopback: CI saw it lose, so only the bare newline is proven.)
     bare = talk(
         b"",
         b"EHLO c.example.org\r\n",
@@ -109,5 +109,4 @@ def test_the_strict_postfix_refuses_what_it_should(
         b"Subject: x\r\n\r\nbare\nnewline\r\n.\r\n",
     )
     assert bare[-1][:1] == b"5", bare
-    server.wait_for_log("improper command pipelining after CONNECT")
     server.wait_for_log("bare <LF>")
