@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -86,3 +88,39 @@ class RunningBot:
             self.proc.stderr.close()
             # pytest shows captured output of failing tests only: the log of every bot
             print(f"--- campaignbot run (pid {self.proc.pid}) ---\n{self.log}")
+
+
+@contextmanager
+def served(argv: list[str], *, cwd: Path, env: dict[str, str], ready_url: str) -> Iterator[None]:
+    """Run `argv` (a campaignbot server) until the block ends; enter once `ready_url`
+    answers 200 within 30 s, else fail with the process's output."""
+    import httpx
+    import pytest
+
+    process = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                output = process.stdout.read().decode() if process.stdout else ""
+                pytest.fail(f"{argv[3:]} exited with {process.returncode}:\n{output}")
+            try:
+                if httpx.get(ready_url, timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"{ready_url} did not answer 200 within 30 s")
+            time.sleep(0.1)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout:
+            process.stdout.close()

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import sqlite3
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.fixtures.smtp import ThreadedSMTPServer
+from tests.processes import free_port, served
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parent.parent
@@ -31,12 +28,6 @@ CHROMIUM_ARGS = [
 ]
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -68,7 +59,7 @@ def web_process(
 ) -> Iterator[WebProcess]:
     """`campaignbot web` on a free loopback port, mailing to a test SMTP server."""
     smtp = smtp_server_thread()
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     database = tmp_path / "web.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNBOT_")}
@@ -79,37 +70,9 @@ def web_process(
         "CAMPAIGNBOT_PUBLIC_URL": url,
     }
     command = [sys.executable, "-m", "campaignbot", "--config", str(REPO / "config/campaign.toml")]
-    process = subprocess.Popen(
-        [*command, "web", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                output = process.stdout.read().decode() if process.stdout else ""
-                pytest.fail(f"campaignbot web exited with {process.returncode}:\n{output}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("campaignbot web did not become healthy within 30 s")
-            time.sleep(0.1)
+    serve = [*command, "web", "--host", "127.0.0.1", "--port", str(port)]
+    with served(serve, cwd=tmp_path, env=env, ready_url=f"{url}/healthz"):
         yield WebProcess(url, database, smtp)
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout:
-            process.stdout.close()
 
 
 def test_sign_up_confirm_and_unsubscribe_in_a_browser(web_process: WebProcess) -> None:

@@ -7,18 +7,14 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import sqlite3
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from campaignbot.campaign.model import load_campaign
@@ -29,6 +25,7 @@ from campaignbot.subscribers.model import SubscriberInput
 from campaignbot.subscribers.store import SubscriberStore, audience_clause
 from campaignbot.web.dashboard.accounts import add_user
 from tests.fixtures.smtp import ThreadedSMTPServer
+from tests.processes import free_port, served
 
 CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parent.parent
@@ -65,12 +62,6 @@ def _missing() -> str | None:
 pytestmark = pytest.mark.skipif(
     _missing() is not None and not os.environ.get("CI"), reason=str(_missing())
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _campaign_file(folder: Path) -> Path:
@@ -150,7 +141,7 @@ def run_process(
     asyncio.run(_seed(f"sqlite:///{database}", config))
     users_file = tmp_path / "var" / "admin-users.toml"
     add_user(users_file, "alice", PASSWORD, now=datetime.now(UTC))
-    http_port, admin_port = _free_port(), _free_port()
+    http_port, admin_port = free_port(), free_port()
     public_url, admin_url = f"http://127.0.0.1:{http_port}", f"http://127.0.0.1:{admin_port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGNBOT_")}
     env |= smtp.env() | {
@@ -163,33 +154,8 @@ def run_process(
         "CAMPAIGNBOT_ADMIN__USERS_FILE": str(users_file),
     }
     command = [sys.executable, "-m", "campaignbot", "--config", str(config)]
-    process = subprocess.Popen(
-        [*command, "run"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                output = process.stdout.read().decode() if process.stdout else ""
-                pytest.fail(f"campaignbot run exited with {process.returncode}:\n{output}")
-            try:
-                if httpx.get(f"{admin_url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("campaignbot run did not become ready within 30 s")
-            time.sleep(0.1)
+    with served([*command, "run"], cwd=tmp_path, env=env, ready_url=f"{admin_url}/readyz"):
         yield RunProcess(admin_url, public_url, database)
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stdout:
-            process.stdout.close()
 
 
 def _axe_violations(page: Any) -> list[dict[str, Any]]:

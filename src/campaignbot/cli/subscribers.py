@@ -40,6 +40,7 @@ from campaignbot.subscribers.model import (
     check_choices,
     csv_row,
     spreadsheet_safe,
+    subscriber_json,
 )
 from campaignbot.subscribers.store import ImportCounts, SubscriberStore
 
@@ -312,21 +313,9 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _as_json(s: Subscriber) -> dict[str, object]:
-    return {
-        "id": s.id,
-        "email": s.email,
-        "name": s.name,
-        "locale": s.locale,
-        "timezone": s.timezone,
-        "countries": sorted(s.countries),
-        "topics": sorted(s.topics),
-        "follows_all": s.follows_all,
-        "status": s.status.value,
-        "consent_at": _iso(s.consent_at),
-        "consent_source": s.consent_source,
-        "created_at": _iso(s.created_at),
-        "updated_at": _iso(s.updated_at),
-    }
+    """The API's shape, plus the row id and its times."""
+    times = {"created_at": _iso(s.created_at), "updated_at": _iso(s.updated_at)}
+    return {"id": s.id, **subscriber_json(s), **times}
 
 
 @subscribers.command()

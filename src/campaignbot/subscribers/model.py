@@ -9,6 +9,7 @@ from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
@@ -393,3 +394,21 @@ class CsvImport:
             raise InvalidInputError(
                 self.problems, hint="nothing was imported; fix the rows or use --skip-invalid"
             )
+
+
+def subscriber_json(s: Subscriber) -> dict[str, Any]:
+    """The API's (and `subscribers list --json`'s) shape of a subscriber."""
+    return {
+        "email": s.email,
+        "name": s.name,
+        "locale": s.locale,
+        "timezone": s.timezone,
+        "countries": sorted(s.countries),
+        "topics": sorted(s.topics),
+        "follows_all": s.follows_all,
+        "status": s.status.value,
+        "consent_at": s.consent_at.isoformat() if s.consent_at else None,
+        "consent_source": s.consent_source,
+        "created_at": s.created_at.isoformat(),
+        "updated_at": s.updated_at.isoformat(),
+    }

@@ -32,10 +32,9 @@ from campaignbot.subscribers.model import (
     SubscriberInput,
     SubscriberStatus,
     email_key,
-    encode_list,
     new_link_nonce,
 )
-from campaignbot.subscribers.store import subscriber_from_row
+from campaignbot.subscribers.store import entry_fields, subscriber_from_row
 
 #: at most one confirmation mail per address in this long (mail-bombing)
 MAIL_INTERVAL = timedelta(hours=24)
@@ -61,17 +60,7 @@ class Signup:
 
 
 def _request_row(entry: SubscriberInput, *, now: datetime, source: str) -> dict[str, Any]:
-    return {
-        "email": entry.email,
-        "name": entry.name,
-        "locale": entry.locale,
-        "timezone": entry.timezone,
-        "countries": encode_list(entry.countries),
-        "topics": encode_list(entry.topics),
-        "follows_all": entry.follows_all,
-        "source": source[:200],
-        "created_at": now,
-    }
+    return {**entry_fields(entry), "source": source[:200], "created_at": now}
 
 
 class SignupStore:

@@ -75,7 +75,8 @@ def audience_clause(audience: Audience) -> ColumnElement[bool]:
     return and_(active, or_(*follows))
 
 
-def _fields(entry: SubscriberInput) -> dict[str, Any]:
+def entry_fields(entry: SubscriberInput) -> dict[str, Any]:
+    """The columns an entry fills (subscribers and sign-up requests share them)."""
     return {
         "email": entry.email,
         "name": entry.name,
@@ -91,7 +92,7 @@ def _new_row(
     entry: SubscriberInput, *, now: datetime, status: SubscriberStatus, source: str
 ) -> dict[str, Any]:
     return {
-        **_fields(entry),
+        **entry_fields(entry),
         "email_key": entry.email_key,
         "status": status.value,
         # only an active subscriber has given (or been recorded as giving) consent
@@ -243,7 +244,7 @@ class SubscriberStore:
         writes = []
         for key, entry in batch.items():
             old = existing.get(key)
-            fields = _fields(entry)
+            fields = entry_fields(entry)
             if old is None:
                 counts.added += 1
             elif old["status"] in FINAL_STATUSES or all(

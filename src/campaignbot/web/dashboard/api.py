@@ -22,7 +22,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from campaignbot.errors import InvalidInputError, StoreError
-from campaignbot.subscribers.model import Subscriber, SubscriberInput, SubscriberStatus
+from campaignbot.subscribers.model import (
+    Subscriber,
+    SubscriberInput,
+    SubscriberStatus,
+    subscriber_json,
+)
 from campaignbot.subscribers.signups import SignupStore
 from campaignbot.web.app import SecurityHeaders
 from campaignbot.web.dashboard import queries
@@ -61,24 +66,6 @@ def problem_response(request: Request, problem: Problem) -> Response:
     if problem.detail:
         body["detail"] = problem.detail
     return JSONResponse(body, problem.status, headers=problem.headers, media_type=PROBLEM)
-
-
-def subscriber_json(s: Subscriber) -> dict[str, Any]:
-    """The API's (and `subscribers list --json`'s) shape of a subscriber."""
-    return {
-        "email": s.email,
-        "name": s.name,
-        "locale": s.locale,
-        "timezone": s.timezone,
-        "countries": sorted(s.countries),
-        "topics": sorted(s.topics),
-        "follows_all": s.follows_all,
-        "status": s.status.value,
-        "consent_at": s.consent_at.isoformat() if s.consent_at else None,
-        "consent_source": s.consent_source,
-        "created_at": s.created_at.isoformat(),
-        "updated_at": s.updated_at.isoformat(),
-    }
 
 
 class Api:
